@@ -1,0 +1,58 @@
+"""What a reader returns: answers as exact character spans, and the no-answer decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A span of the caller's text: `context[start:end] == text`.
+
+    `score` is the probability that this answer is correct when the model is calibrated (see the model
+    card), else the model's own softmax share of this span among all spans and "no answer".
+    `doc` is the index of the context the answer is in, when several were given.
+    """
+
+    text: str
+    start: int
+    end: int
+    score: float
+    doc: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"text": self.text, "start": self.start, "end": self.end, "score": self.score}
+        if self.doc is not None:
+            d["doc"] = self.doc
+        return d
+
+
+@dataclass
+class Prediction:
+    """The best answers (best first) and whether the question has no answer in the text.
+
+    `null_score_diff` is the best span's raw score (start + end logit) minus the null score (the same at
+    the CLS token, minimum over windows); `no_answer` is `null_score_diff < threshold`. The answers are
+    filled in either way, so a caller can still look at the best guesses of an unanswerable question.
+    """
+
+    answers: list[Answer] = field(default_factory=list)
+    no_answer: bool = True
+    null_score_diff: float = float("-inf")
+
+    @property
+    def best(self) -> Answer | None:
+        """The answer, or None when the question has no answer."""
+        return None if self.no_answer or not self.answers else self.answers[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answers": [a.to_dict() for a in self.answers],
+            "no_answer": self.no_answer,
+            "null_score_diff": _finite(self.null_score_diff),
+        }
+
+
+def _finite(x: float) -> float | None:
+    return x if x == x and abs(x) != float("inf") else None

@@ -1,0 +1,148 @@
+"""Training examples: SQuAD records -> (question, context, answer span) -> labelled windows."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spanqa.errors import InputError
+from spanqa.squad import Example, load_squad, locate_answer
+from spanqa.windows import Windower, Windows, answer_tokens
+
+_SPEC = re.compile(r"^(?P<path>.+?)(?:@(?P<n>\d+))?(?:\*(?P<r>\d+))?$")
+
+
+@dataclass
+class TrainItem:
+    question: str
+    context: str
+    span: tuple[int, int] | None  # answer characters, None for an unanswerable question
+    source: str = ""
+
+
+@dataclass
+class DataCounts:
+    questions: int = 0
+    answerable: int = 0
+    unanswerable: int = 0
+    repaired: int = 0
+    skipped: int = 0
+    negatives_added: int = 0
+    per_file: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def parse_spec(spec: str) -> tuple[Path, int | None, int]:
+    """`PATH[@N][*R]`: a data file, optionally N questions sampled from it, repeated R times."""
+    m = _SPEC.match(spec)
+    if not m:
+        raise InputError(f"bad training data spec: {spec!r}")
+    path = Path(m["path"])
+    n = int(m["n"]) if m["n"] else None
+    repeat = int(m["r"]) if m["r"] else 1
+    if repeat < 1:
+        raise InputError(f"{spec}: repeat count must be at least 1")
+    return path, n, repeat
+
+
+def build_items(
+    specs: list[str], *, negatives: float = 0.0, max_examples: int | None = None, seed: int = 0
+) -> tuple[list[TrainItem], DataCounts]:
+    """Read every spec, repair or skip answers, add synthetic negatives, and sample."""
+    rng = random.Random(seed)
+    counts = DataCounts()
+    items: list[TrainItem] = []
+    for spec in specs:
+        path, n, repeat = parse_spec(spec)
+        examples = load_squad(path)
+        if n is not None and n < len(examples):
+            examples = rng.sample(examples, n)
+        file_counts = {"questions": 0, "repaired": 0, "skipped": 0, "negatives_added": 0}
+        file_items = []
+        for ex in examples:
+            item = _to_item(ex, file_counts, str(path))
+            if item is not None:
+                file_items.append(item)
+        # synthetic negatives only for files without real ones (SQuAD 1.1 style)
+        if negatives > 0 and not any(ex.is_impossible for ex in examples):
+            negs = other_paragraph_negatives(examples, negatives, rng, str(path))
+            file_counts["negatives_added"] = len(negs)
+            file_items += negs
+        counts.per_file[f"{path.name}" + (f"@{n}" if n else "") + (f"*{repeat}" if repeat > 1 else "")] = (
+            file_counts
+        )
+        counts.repaired += file_counts["repaired"]
+        counts.skipped += file_counts["skipped"]
+        counts.negatives_added += file_counts["negatives_added"]
+        items += file_items * repeat
+    if max_examples is not None and max_examples < len(items):
+        items = rng.sample(items, max_examples)
+    counts.questions = len(items)
+    counts.answerable = sum(1 for it in items if it.span is not None)
+    counts.unanswerable = counts.questions - counts.answerable
+    return items, counts
+
+
+def _to_item(ex: Example, counts: dict[str, int], source: str) -> TrainItem | None:
+    counts["questions"] += 1
+    if ex.is_impossible or not ex.answers:
+        return TrainItem(ex.question, ex.context, None, source)
+    gold = ex.answers[0]
+    span = locate_answer(ex.context, gold)
+    if span is None:
+        counts["skipped"] += 1
+        return None
+    if span[0] != gold.start + (len(gold.text) - len(gold.text.lstrip())):
+        counts["repaired"] += 1
+    return TrainItem(ex.question, ex.context, span, source)
+
+
+def other_paragraph_negatives(
+    examples: list[Example], rate: float, rng: random.Random, source: str
+) -> list[TrainItem]:
+    """`rate` unanswerable items per answerable one: its question against another paragraph of the same
+    article that does not contain any of its answers."""
+    by_title: dict[str, dict[int, str]] = defaultdict(dict)
+    for ex in examples:
+        by_title[ex.title][ex.paragraph] = ex.context
+    out = []
+    for ex in examples:
+        if ex.is_impossible or not ex.answers:
+            continue
+        k = int(rate) + (1 if rng.random() < rate - int(rate) else 0)
+        texts = {a.text.strip().lower() for a in ex.answers if a.text.strip()}
+        others = [c for p, c in by_title[ex.title].items() if p != ex.paragraph]
+        rng.shuffle(others)
+        picked = [c for c in others if not any(t in c.lower() for t in texts)][:k]
+        out += [TrainItem(ex.question, c, None, source + ":negative") for c in picked]
+    return out
+
+
+def label_windows(windower: Windower, items: list[TrainItem]) -> tuple[Windows, np.ndarray]:
+    """Windows of all items, and each window's (start, end) answer tokens; (0, 0) means no answer."""
+    windows = windower([it.question for it in items], [it.context for it in items])
+    labels = np.zeros((len(windows), 2), dtype=np.int64)
+    for w, i in enumerate(windows.item):
+        span = items[i].span
+        if span is not None:
+            labels[w] = answer_tokens(windows.offsets[w], *span)
+    return windows, labels
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk_batches: int = 50
+) -> list[np.ndarray]:
+    """Random batches of windows of similar length, so that padding stays small."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    chunk = batch_size * chunk_batches
+    for c in range(0, len(order), chunk):
+        part = order[c : c + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches

@@ -1,0 +1,154 @@
+"""Question + context -> model windows that remember where each token came from.
+
+The whole question goes into every window; the context is cut into overlapping windows of at most
+`max_seq_len` tokens. Each window keeps, for every token, its character span in the caller's context
+(or -1 for question, special and padding tokens), so decoding can point back into the original string.
+Training and inference use this same module, so labels and predictions agree on token positions.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from spanqa.errors import InputError
+
+NOT_CONTEXT = -1
+
+
+@dataclass
+class Windows:
+    """Ragged windows: one entry per window, each array of that window's own length."""
+
+    ids: list[np.ndarray] = field(default_factory=list)
+    type_ids: list[np.ndarray] = field(default_factory=list)
+    offsets: list[np.ndarray] = field(default_factory=list)  # (n, 2) char spans in the context, -1 if not
+    item: list[int] = field(default_factory=list)  # which (question, context) pair the window reads
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+    def extend(self, other: Windows, item_base: int = 0) -> None:
+        self.ids += other.ids
+        self.type_ids += other.type_ids
+        self.offsets += other.offsets
+        self.item += [i + item_base for i in other.item]
+
+
+class Windower:
+    """Cuts (question, context) pairs into windows with one tokenizer; safe to share across threads."""
+
+    def __init__(self, tokenizer: Tokenizer, max_seq_len: int = 384, doc_stride: int = 128):
+        if max_seq_len < 8:
+            raise InputError(f"max_seq_len must be at least 8 tokens, got {max_seq_len}")
+        if doc_stride < 0:
+            raise InputError(f"doc_stride must be >= 0, got {doc_stride}")
+        self.tokenizer = tokenizer
+        self.max_seq_len = max_seq_len
+        self.doc_stride = doc_stride
+        self.n_special = tokenizer.num_special_tokens_to_add(is_pair=True)
+        # A tokenizer's truncation settings are global state: windowing holds this lock while it uses them.
+        self._lock = threading.Lock()
+
+    @property
+    def max_question_tokens(self) -> int:
+        """The longest question that still leaves a quarter of the window for context."""
+        return self.max_seq_len - self.n_special - max(1, self.max_seq_len // 4)
+
+    def __call__(self, questions: list[str], contexts: list[str]) -> Windows:
+        if len(questions) != len(contexts):
+            raise ValueError("questions and contexts must have the same length")
+        with self._lock:
+            self.tokenizer.no_padding()
+            self.tokenizer.no_truncation()
+            q_lens = [len(e.ids) for e in self.tokenizer.encode_batch(questions, add_special_tokens=False)]
+            strides = [self._stride(n) for n in q_lens]
+            encodings: list[list[Encoding]] = [[] for _ in questions]
+            for stride in sorted(set(strides)):
+                members = [i for i, s in enumerate(strides) if s == stride]
+                self.tokenizer.enable_truncation(
+                    self.max_seq_len, stride=stride, strategy="only_second", direction="right"
+                )
+                pairs = [(questions[i], contexts[i]) for i in members]
+                for i, enc in zip(members, self.tokenizer.encode_batch(pairs)):
+                    encodings[i] = [enc, *enc.overflowing]
+            self.tokenizer.no_truncation()
+        out = Windows()
+        for i, encs in enumerate(encodings):
+            for enc in encs:
+                out.ids.append(np.asarray(enc.ids, dtype=np.int64))
+                out.type_ids.append(np.asarray(enc.type_ids, dtype=np.int64))
+                out.offsets.append(context_offsets(enc))
+                out.item.append(i)
+        return out
+
+    def _stride(self, question_tokens: int) -> int:
+        """Overlap in tokens between windows: doc_stride, shrunk when a long question leaves less room."""
+        if question_tokens > self.max_question_tokens:
+            raise InputError(
+                f"question is {question_tokens} tokens long; with max_seq_len={self.max_seq_len} a question "
+                f"may have at most {self.max_question_tokens} tokens (a quarter of each window is kept "
+                "for the context)"
+            )
+        room = self.max_seq_len - self.n_special - question_tokens
+        return min(self.doc_stride, room // 2)
+
+
+def context_offsets(enc: Encoding) -> np.ndarray:
+    """Character spans of context tokens; -1 for question, special and padding tokens."""
+    offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+    seq = np.asarray([-1 if s is None else s for s in enc.sequence_ids], dtype=np.int64)
+    offsets[seq != 1] = NOT_CONTEXT
+    # Some tokenizers give zero-width spans (e.g. a removed control character): they cannot start or end
+    # an answer, so they are treated like non-context tokens.
+    offsets[offsets[:, 1] <= offsets[:, 0]] = NOT_CONTEXT
+    return offsets
+
+
+def answer_tokens(offsets: np.ndarray, start_char: int, end_char: int) -> tuple[int, int]:
+    """Token positions of an answer in one window, or (0, 0) when the window does not hold all of it.
+
+    Position 0 is the CLS token, the model's "no answer here" label.
+    """
+    in_ctx = offsets[:, 0] >= 0
+    idx = np.nonzero(in_ctx)[0]
+    if len(idx) == 0 or end_char <= start_char:
+        return 0, 0
+    first, last = idx[0], idx[-1]
+    if offsets[first, 0] > start_char or offsets[last, 1] < end_char:
+        return 0, 0
+    # the token that contains the answer's first character (or the first one after it) ...
+    starts = idx[offsets[idx, 1] > start_char]
+    # ... and the token that contains its last character (or the last one before it).
+    ends = idx[offsets[idx, 0] < end_char]
+    if len(starts) == 0 or len(ends) == 0 or starts[0] > ends[-1]:
+        return 0, 0
+    return int(starts[0]), int(ends[-1])
+
+
+def pad_batch(windows: Windows, index: list[int] | np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+    """The chosen windows as padded arrays, padded only to the longest of them."""
+    length = max(len(windows.ids[i]) for i in index)
+    n = len(index)
+    input_ids = np.full((n, length), pad_id, dtype=np.int64)
+    type_ids = np.zeros((n, length), dtype=np.int64)
+    mask = np.zeros((n, length), dtype=np.int64)
+    for row, i in enumerate(index):
+        k = len(windows.ids[i])
+        input_ids[row, :k] = windows.ids[i]
+        type_ids[row, :k] = windows.type_ids[i]
+        mask[row, :k] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": type_ids}
+
+
+def pad_offsets(windows: Windows, index: list[int] | np.ndarray, length: int) -> np.ndarray:
+    out = np.full((len(index), length, 2), NOT_CONTEXT, dtype=np.int64)
+    for row, i in enumerate(index):
+        out[row, : len(windows.offsets[i])] = windows.offsets[i]
+    return out
