@@ -3,6 +3,7 @@
 from spanqa.errors import InputError, ModelError, SpanqaError
 from spanqa.prediction import Answer, Prediction
 from spanqa.reader import Reader
+from spanqa.retrieve import Retrieval
 
-__all__ = ["Answer", "InputError", "ModelError", "Prediction", "Reader", "SpanqaError"]
+__all__ = ["Answer", "InputError", "ModelError", "Prediction", "Reader", "Retrieval", "SpanqaError"]
 __version__ = "0.1.0"

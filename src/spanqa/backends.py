@@ -45,8 +45,9 @@ class TorchBackend:
             model = AutoModelForQuestionAnswering.from_pretrained(
                 str(model_dir), dtype=torch.float32, trust_remote_code=False
             )
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"cannot load a question-answering model from {model_dir}: {e}") from None
+        except (OSError, ValueError, KeyError) as e:  # transformers' messages run on: keep the first line
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelError(f"cannot load a question-answering model from {model_dir}: {first}") from None
         self.model = model.eval()
         params = inspect.signature(self.model.forward).parameters
         self.input_names = tuple(n for n in MODEL_INPUTS if n in params)

@@ -77,3 +77,29 @@ def expected_calibration_error(prob: np.ndarray, correct: np.ndarray, bins: int 
         if sel.any():
             ece += sel.mean() * abs(correct[sel].mean() - prob[sel].mean())
     return float(ece)
+
+
+def fit_calibrator(x: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Platt scaling on a tuning set; a constant (the smoothed rate of correct answers) when every answer
+    is right or every answer is wrong, where a logistic fit has no finite optimum."""
+    y = np.asarray(y, dtype=np.float64)
+    n, k = len(y), float(np.sum(y))
+    if n == 0:
+        return Calibrator()
+    if k == 0 or k == n:
+        rate = (k + 0.5) / (n + 1.0)
+        return Calibrator((0.0, 0.0), float(math.log(rate / (1.0 - rate))))
+    return fit_platt(x, y)
+
+
+def cross_validated_scores(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each example's calibrated score from a calibrator fitted without it (an honest tuning-set ECE)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    fold = np.random.default_rng(seed).permutation(len(y)) % max(2, folds)
+    out = np.zeros(len(y))
+    for f in np.unique(fold):
+        held = fold == f
+        cal = fit_calibrator(x[~held], y[~held])
+        out[held] = [cal.score(a, b) for a, b in x[held]]
+    return out

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SpanqaError as e:
-        print(f"spanqa: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split("\n"))  # one line, even for a library's multi-line message
+        print(f"spanqa: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("spanqa: interrupted", file=sys.stderr)
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-# Modules that add their own subcommands, each with a COMMANDS dict shaped like the one at the end of this file.
+# Modules that add their own subcommands, each with a COMMANDS dict shaped like the one at the end of this
+# file.
 COMMAND_MODULES = ("spanqa.cli_eval", "spanqa.cli_onnx", "spanqa.cli_index", "spanqa.cli_serve")
 
 
@@ -51,13 +53,7 @@ def all_commands() -> dict[str, tuple[Callable, Callable, str]]:
 
     commands = dict(COMMANDS)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue  # TODO(integration): every module exists once the issues land; then drop this
-        commands.update(module.COMMANDS)
+        commands.update(importlib.import_module(name).COMMANDS)
     return commands
 
 
@@ -117,16 +113,24 @@ def _add_ask(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="read the text from FILE (repeat for several documents); default: stdin",
     )
+    src.add_argument("--db", metavar="FILE", help="answer from a document index (see: spanqa index add)")
     _add_reading(p)
+    from spanqa.cli_index import add_retrieval_arguments
+
+    add_retrieval_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("question")
 
 
 def _ask(args: argparse.Namespace) -> int:
+    from spanqa.cli_index import ask_index, retrieval_from_args
     from spanqa.reader import check_text
     from spanqa.squad import read_text
 
+    if args.db:
+        return ask_index(args)
     check_text(args.question, "question")
+    retrieve = retrieval_from_args(args)
     if args.context is not None:
         contexts = [args.context]
     elif args.context_file:
@@ -134,17 +138,20 @@ def _ask(args: argparse.Namespace) -> int:
     else:
         contexts = [_read_stdin()]
     for name, text in zip(args.context_file or ["context"], contexts):
-        check_text(text, name if args.context_file else "context")
+        check_text(text, f"context file {name}" if args.context_file else "context")
     reader = _load_reader(args)
     if len(contexts) == 1:
-        pred = reader.answer(args.question, contexts[0], **_reading_options(args))
+        pred = reader.answer(args.question, contexts[0], retrieve=retrieve, **_reading_options(args))
     else:
-        pred = reader.answer(args.question, contexts=contexts, **_reading_options(args))
-    if args.json:
-        print(json.dumps(pred.to_dict(), ensure_ascii=False))
-        return 0
+        pred = reader.answer(args.question, contexts=contexts, retrieve=retrieve, **_reading_options(args))
     names = args.context_file if args.context_file and len(contexts) > 1 else None
-    print(format_prediction(pred, names))
+    if args.json:
+        out = pred.to_dict()
+        for a in out["answers"] if names else []:
+            a["file"] = names[a["doc"]]
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    print(format_prediction(pred, names, contexts=contexts))
     return 0
 
 
@@ -153,7 +160,8 @@ def _read_stdin() -> str:
 
     if sys.stdin is None or sys.stdin.isatty():
         raise InputError("no context: give --context TEXT, --context-file FILE, or pipe the text on stdin")
-    raw = sys.stdin.buffer.read()
+    stream = getattr(sys.stdin, "buffer", None)
+    raw = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogatepass")
     if b"\x00" in raw:
         raise InputError("stdin holds binary data (NUL bytes), not text")
     try:
@@ -162,21 +170,43 @@ def _read_stdin() -> str:
         raise InputError(f"stdin is not valid UTF-8 (byte {e.start})") from None
 
 
-def format_prediction(pred, doc_names: list[str] | None = None) -> str:
-    """Human-readable answers: text, character offsets, score; 'no answer' said first and plainly."""
+def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[str] | None = None) -> str:
+    """Human-readable answers: text, character offsets, score; 'no answer' said first and plainly.
+
+    With `contexts`, each answer is also shown in its surrounding text, marked «like this».
+    """
+    if not pred.answers:
+        return "no answer: the model found no span it could read in the text"
     lines = []
+    several = len(pred.answers) > 1
     if pred.no_answer:
         lines.append(f"no answer (null_score_diff {pred.null_score_diff:.2f} is below the threshold)")
-        if pred.answers:
-            lines.append("best guesses, not given as answers:")
+        lines.append("best guesses, not answers:" if several else "best guess, not an answer:")
     for rank, a in enumerate(pred.answers, 1):
-        where = f"{doc_names[a.doc]} " if doc_names and a.doc is not None else ""
-        prefix = f"{rank}. " if len(pred.answers) > 1 else ""
+        where = f"{doc_names[a.doc]} " if doc_names and isinstance(a.doc, int) else ""
+        where = f"{a.doc} " if isinstance(a.doc, str) else where  # an indexed document's id
+        passage = f" passage {a.passage}" if a.passage is not None else ""
+        prefix = f"{rank}. " if several else ("" if pred.no_answer else "answer: ")
         text = json.dumps(a.text, ensure_ascii=False)
-        lines.append(f"{prefix}{text}  {where}[{a.start}:{a.end}]  score {a.score:.3f}")
+        lines.append(f"{prefix}{text}  {where}[{a.start}:{a.end}]{passage}  score {_score(a.score)}")
+        if contexts is not None and not isinstance(a.doc, str):
+            lines.append("   " + _in_context(contexts[a.doc or 0], a.start, a.end))
     if not pred.no_answer:
         lines.append(f"null_score_diff {pred.null_score_diff:.2f}")
     return "\n".join(lines)
+
+
+def _score(score: float) -> str:
+    """Three decimals, or three significant digits for the tiny shares of an uncalibrated model."""
+    return f"{score:.3f}" if score >= 0.001 or score == 0 else f"{score:.2e}"
+
+
+def _in_context(text: str, start: int, end: int, around: int = 40) -> str:
+    """The answer with up to `around` characters either side, on one line."""
+    before, after = text[max(0, start - around) : start], text[end : end + around]
+    lead = "…" if start > around else ""
+    tail = "…" if end + around < len(text) else ""
+    return " ".join(f"{lead}{before}«{text[start:end]}»{after}{tail}".split())
 
 
 # ---- predict -----------------------------------------------------------------------------------------------
@@ -191,22 +221,42 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from spanqa.errors import InputError
+    from spanqa.reader import check_text
     from spanqa.squad import load_squad
 
     examples = load_squad(args.data)
-    reader = _load_reader(args)
-    preds = reader.answer_batch(
-        [(ex.question, ex.context) for ex in examples],
-        batch_size=args.batch_size,
-        progress=True,
-        **_reading_options(args),
-    )
+    for ex in examples:  # the record's id, not its position in the batch, tells the user what to fix
+        try:
+            check_text(ex.question, "question")
+            check_text(ex.context, "context")
+        except InputError as e:
+            raise InputError(f"{args.data}: question id {ex.id}: {e}") from None
     out = Path(args.out)
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for ex, pred in zip(examples, preds):
-            f.write(json.dumps({"id": ex.id, **pred.to_dict()}, ensure_ascii=False) + "\n")
-    tmp.replace(out)
+    if out.is_dir():
+        raise InputError(f"cannot write {out}: it is a directory")
+    try:  # opened before reading, so a bad --out fails at once rather than after the whole run
+        f = open(tmp, "w", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot write {out}: {e.strerror or e}") from None
+    try:  # written whole, then renamed: an interrupted run never leaves half a file under the real name
+        with f:
+            preds = _load_reader(args).answer_batch(
+                [(ex.question, ex.context) for ex in examples],
+                batch_size=args.batch_size,
+                progress=True,
+                **_reading_options(args),
+            )
+            try:
+                for ex, pred in zip(examples, preds):
+                    f.write(json.dumps({"id": ex.id, **pred.to_dict()}, ensure_ascii=False) + "\n")
+                f.flush()
+            except OSError as e:  # e.g. the disk is full
+                raise InputError(f"cannot write {out}: {e.strerror or e}") from None
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"{len(preds)} predictions written to {out}", file=sys.stderr)
     return 0
 
@@ -221,10 +271,13 @@ def _add_tokens(p: argparse.ArgumentParser) -> None:
 
 def _tokens(args: argparse.Namespace) -> int:
     from spanqa.model_dir import load_tokenizer, resolve_model
+    from spanqa.reader import check_text
 
+    check_text(args.text, "text")
     tok = load_tokenizer(resolve_model(args.model))
     tok.no_truncation()
     tok.no_padding()
+    tok.encode_special_tokens = True  # as the reader reads text: a typed "[SEP]" is text
     enc = tok.encode(args.text)
     print(f"{'#':>4}  {'id':>6}  {'token':<16} {'chars':<12} text")
     for i, (tid, piece, (a, b)) in enumerate(zip(enc.ids, enc.tokens, enc.offsets)):
@@ -260,6 +313,19 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="synthetic unanswerable examples per answerable one (another paragraph of the article)",
     )
+    p.add_argument(
+        "--drop-negatives",
+        type=float,
+        default=0.0,
+        help="negatives per answerable question made by removing the answer's sentences",
+    )
+    p.add_argument(
+        "--perturb-negatives",
+        type=float,
+        default=0.0,
+        help="negatives per answerable question made by changing the question (negation, antonym, "
+        "number or name the paragraph lacks)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-dtype", choices=["float32", "float16"], default="float32")
     p.add_argument(
@@ -287,6 +353,8 @@ def _train(args: argparse.Namespace) -> int:
         doc_stride=args.doc_stride,
         max_examples=args.max_examples,
         negatives=args.negatives,
+        drop_negatives=args.drop_negatives,
+        perturb_negatives=args.perturb_negatives,
         seed=args.seed,
         checkpoint_minutes=args.checkpoint_minutes,
         save_dtype=args.save_dtype,
@@ -295,7 +363,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         saved = Path(args.out) / "train_config.json"
         if saved.is_file():  # a resumed run must replay the same data and schedule
-            cfg = TrainConfig(**json.loads(saved.read_text(encoding="utf-8")))
+            import dataclasses
+
+            known = {f.name for f in dataclasses.fields(TrainConfig)}
+            saved_cfg = json.loads(saved.read_text(encoding="utf-8"))
+            cfg = TrainConfig(**{k: v for k, v in saved_cfg.items() if k in known})
     out = train(cfg, resume=args.resume)
     print(out)
     return 0

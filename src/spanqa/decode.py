@@ -8,6 +8,8 @@ minimum over its windows, the window most sure that an answer exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +77,10 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 
 
 def char_span(context: str, offsets: np.ndarray, s: int, e: int) -> tuple[int, int] | None:
-    """Characters of tokens s..e, without surrounding whitespace; None if only whitespace remains."""
+    """Characters of tokens s..e, without surrounding whitespace, widened to whole graphemes.
+
+    None if only whitespace remains.
+    """
     a, b = int(offsets[s, 0]), int(offsets[e, 1])
     if a < 0 or b <= a:
         return None
@@ -83,7 +88,38 @@ def char_span(context: str, offsets: np.ndarray, s: int, e: int) -> tuple[int, i
         a += 1
     while b > a and context[b - 1].isspace():
         b -= 1
-    return (a, b) if b > a else None
+    return whole_graphemes(context, a, b) if b > a else None
+
+
+# Graphemes longer than this (stacks of combining marks) may be cut; a bound keeps the work per span small.
+_GRAPHEME_REACH = 32
+
+
+@cache
+def _grapheme_pattern() -> Any:
+    import regex  # a dependency of transformers; Python's re has no grapheme clusters
+
+    return regex.compile(r"\X")
+
+
+def whole_graphemes(context: str, a: int, b: int) -> tuple[int, int]:
+    """[a, b) widened to cut no grapheme: a letter keeps its accents, an emoji sequence or flag stays whole.
+
+    Tokenizers split text by bytes or code points (byte-level BPE parts "e" from a combining accent; NFC
+    normalizers map "é" back to the "e" alone), so token edges can fall inside what a reader sees as one
+    character. A widened edge that would make the span begin or end with whitespace is left as it was.
+    """
+    lo, hi = max(0, a - _GRAPHEME_REACH), min(len(context), b + _GRAPHEME_REACH)
+    start, end = a, b
+    for m in _grapheme_pattern().finditer(context, lo, hi):
+        first, last = m.start(), m.end()
+        if first < a < last and not context[first].isspace():
+            start = first
+        if first < b < last and not context[last - 1].isspace():
+            end = last
+        if first >= b:
+            break
+    return start, end
 
 
 def span_probability(score: float, total_logsumexp: float) -> float:

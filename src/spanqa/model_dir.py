@@ -13,13 +13,26 @@ from spanqa.errors import ModelError
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "model"
 CARD_NAME = "spanqa.json"
+# Files from which transformers can build a fast tokenizer when tokenizer.json is missing.
+SLOW_TOKENIZER_FILES = (
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spm.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
     """A local model directory: the one named, the default one, or a hub id downloaded when online."""
     if model is None:
         if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise ModelError(f"the default model is missing from {DEFAULT_MODEL_DIR}; pass a model directory")
+            raise ModelError(
+                f"spanqa's default model is missing from {DEFAULT_MODEL_DIR}; "
+                "pass a model directory (--model DIR on the command line)"
+            )
         return DEFAULT_MODEL_DIR
     path = Path(model).expanduser()
     if path.is_dir():
@@ -53,13 +66,23 @@ def load_tokenizer(model_dir: Path) -> Tokenizer:
         try:
             return Tokenizer.from_file(str(file))
         except Exception as e:
-            raise ModelError(f"{file} cannot be read as a fast tokenizer: {e}") from None
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{file} cannot be read as a fast tokenizer: {first}") from None
+    if not any((model_dir / name).is_file() for name in SLOW_TOKENIZER_FILES):
+        # transformers would otherwise build an empty tokenizer of the model's type, reading all text as [UNK]
+        raise ModelError(
+            f"no tokenizer in {model_dir}: it needs tokenizer.json (or the files of a tokenizer)"
+        )
     try:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
-    except Exception as e:
-        raise ModelError(f"no usable tokenizer in {model_dir}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # transformers' messages run over several lines: keep the first
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelError(
+            f"no fast tokenizer in {model_dir}: it has no tokenizer.json and transformers could not build "
+            f"one ({type(e).__name__}: {first}); spanqa needs a fast tokenizer for character offsets"
+        ) from None
     if not getattr(tok, "is_fast", False) or not hasattr(tok, "backend_tokenizer"):
         raise ModelError(
             f"the tokenizer in {model_dir} is a slow (Python) tokenizer, which gives no character offsets; "

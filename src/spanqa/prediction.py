@@ -12,19 +12,23 @@ class Answer:
 
     `score` is the probability that this answer is correct when the model is calibrated (see the model
     card), else the model's own softmax share of this span among all spans and "no answer".
-    `doc` is the index of the context the answer is in, when several were given.
+    `doc` is the index of the context the answer is in, when several were given, or the document id when
+    answering from a DocumentIndex; `passage` is then the number of the indexed passage holding the answer.
     """
 
     text: str
     start: int
     end: int
     score: float
-    doc: int | None = None
+    doc: int | str | None = None
+    passage: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"text": self.text, "start": self.start, "end": self.end, "score": self.score}
         if self.doc is not None:
             d["doc"] = self.doc
+        if self.passage is not None:
+            d["passage"] = self.passage
         return d
 
 

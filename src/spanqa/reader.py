@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from spanqa.backends import Backend, load_backend
+from spanqa.bucketing import length_batches
 from spanqa.calibration import Calibrator
 from spanqa.decode import best_spans, char_span
 from spanqa.errors import InputError
 from spanqa.model_dir import load_tokenizer, max_positions, read_card, read_config, resolve_model
 from spanqa.prediction import Answer, Prediction
+from spanqa.retrieve import Retrieval, as_retrieval, plan_reads
 from spanqa.windows import Windower, pad_batch, pad_offsets
 
 DEFAULT_MAX_SEQ_LEN = 384
@@ -48,6 +50,7 @@ class Reader:
         model_dir: Path | None = None,
         pad_id: int = 0,
         max_positions: int = 512,
+        token_types: bool = True,
     ):
         self.backend = backend
         self.tokenizer = tokenizer
@@ -55,6 +58,9 @@ class Reader:
         self.model_dir = model_dir
         self.pad_id = pad_id
         self.max_positions = max_positions
+        # False for models with fewer than two token types: the tokenizer may still mark the context 1,
+        # which would index past their type embeddings (or mean nothing to them).
+        self.token_types = token_types
         self.calibrator = Calibrator.from_card(self.card)
         self._windowers: dict[tuple[int, int], Windower] = {}
 
@@ -74,6 +80,7 @@ class Reader:
             model_dir=model_dir,
             pad_id=int(pad_id) if pad_id is not None else 0,
             max_positions=max_positions(config),
+            token_types=int(config.get("type_vocab_size", 2) or 0) > 1,
         )
 
     @property
@@ -96,8 +103,13 @@ class Reader:
         null_threshold: float | None = None,
         max_seq_len: int | None = None,
         doc_stride: int = 128,
+        retrieve: str | Retrieval = "auto",
     ) -> Prediction:
-        """Answer one question about one text (`context`) or several (`contexts`, answers carry `doc`)."""
+        """Answer one question about one text (`context`) or several (`contexts`, answers carry `doc`).
+
+        `retrieve` ("auto", "always", "never" or a Retrieval): read only the best BM25 passages of long
+        texts (see docs/index.md); answer offsets always index the caller's text.
+        """
         if (context is None) == (contexts is None):
             raise InputError("give exactly one of context or contexts")
         item: Item = (question, context) if context is not None else (question, list(contexts or []))
@@ -108,6 +120,7 @@ class Reader:
             null_threshold=null_threshold,
             max_seq_len=max_seq_len,
             doc_stride=doc_stride,
+            retrieve=retrieve,
         )[0]
 
     def answer_batch(
@@ -121,22 +134,26 @@ class Reader:
         max_seq_len: int | None = None,
         doc_stride: int = 128,
         progress: bool = False,
+        retrieve: str | Retrieval = "auto",
     ) -> list[Prediction]:
         """Answer many (question, context) pairs; windows of all of them are batched by length.
 
         Results come back in input order and equal what `answer` gives for each pair alone.
         """
-        items = list(items)
         _check_options(top_k, max_answer_len, batch_size)
-        reads = _reads(items)  # (item, doc, question, context) for every text to read
+        items = list(items)
+        _reads(items)  # check the caller's texts before anything (retrieval included) tokenizes them
         windower = self._windower(max_seq_len, doc_stride)
+        plan = plan_reads(items, windower, as_retrieval(retrieve))  # long texts -> their best passages
+        items = plan.items
+        reads = _reads(items)  # (item, doc, question, context) for every text to read
         windows = windower([r[2] for r in reads], [r[3] for r in reads])
         pending = [_Pending() for _ in items]
-        order = np.argsort(windows.lengths(), kind="stable")
-        bar = _progress(len(order), progress)
-        for b in range(0, len(order), batch_size):
-            index = order[b : b + batch_size]
+        bar = _progress(len(windows), progress)
+        for index in length_batches(windows.lengths(), batch_size):
             batch = pad_batch(windows, index, self.pad_id)
+            if not self.token_types:
+                batch["token_type_ids"].fill(0)
             start, end = self.backend.run({k: batch[k] for k in self.backend.input_names})
             offsets = pad_offsets(windows, index, batch["input_ids"].shape[1])
             spans = best_spans(
@@ -148,7 +165,7 @@ class Reader:
             bar.update(len(index))
         bar.close()
         threshold = self.null_threshold if null_threshold is None else float(null_threshold)
-        return [self._finish(p, items[i], top_k, threshold) for i, p in enumerate(pending)]
+        return plan.restore([self._finish(p, items[i], top_k, threshold) for i, p in enumerate(pending)])
 
     def _windower(self, max_seq_len: int | None, doc_stride: int) -> Windower:
         length = max_seq_len or self.max_seq_len
@@ -195,11 +212,13 @@ def _reads(items: list[Item]) -> list[tuple[int, int, str, str]]:
             raise InputError(f"item {i}: expected a (question, context) pair")
         question, context = item
         check_text(question, "question", i)
-        docs = [context] if isinstance(context, str) else context
-        if not isinstance(docs, Sequence) or not docs:
+        # bytes are a Sequence too: anything but a list or tuple is one context, refused unless a str
+        single = not isinstance(context, list | tuple)
+        docs = [context] if single else context
+        if not docs:
             raise InputError(f"item {i}: contexts must be a non-empty list of strings")
         for d, text in enumerate(docs):
-            check_text(text, "context" if isinstance(context, str) else f"contexts[{d}]", i)
+            check_text(text, "context" if single else f"contexts[{d}]", i)
             reads.append((i, d, question, text))
     return reads
 
@@ -212,6 +231,10 @@ def check_text(text: object, name: str, item: int | None = None) -> None:
         raise InputError(f"{where}{name} is empty")
     if "\x00" in text:
         raise InputError(f"{where}{name} contains NUL characters (binary data?)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate, e.g. bytes decoded with errors="surrogateescape"
+        raise InputError(f"{where}{name} is not valid Unicode (lone surrogate at {e.start})") from None
 
 
 def _check_options(top_k: int, max_answer_len: int, batch_size: int) -> None:

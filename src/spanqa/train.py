@@ -42,7 +42,9 @@ class TrainConfig:
     max_seq_len: int = 256
     doc_stride: int = 96
     max_examples: int | None = None
-    negatives: float = 0.0
+    negatives: float = 0.0  # other-paragraph negatives per answerable question (SQuAD 1.1 files only)
+    drop_negatives: float = 0.0  # answer-sentence-dropped negatives per answerable question
+    perturb_negatives: float = 0.0  # perturbed-question negatives per answerable question
     seed: int = 0
     warmup: float = 0.06
     weight_decay: float = 0.01
@@ -80,9 +82,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise InputError(f"--max-seq-len {cfg.max_seq_len} is more than the base model's {limit} positions")
     tokenizer = load_tokenizer(base_dir)
     windower = Windower(tokenizer, cfg.max_seq_len, cfg.doc_stride)
-    items, counts = build_items(
-        cfg.train, negatives=cfg.negatives, max_examples=cfg.max_examples, seed=cfg.seed
-    )
+    negatives = {"other": cfg.negatives, "drop": cfg.drop_negatives, "perturb": cfg.perturb_negatives}
+    items, counts = build_items(cfg.train, negatives=negatives, max_examples=cfg.max_examples, seed=cfg.seed)
     if not items:
         raise InputError("no usable training examples in the given files")
     log.info("data: %s", json.dumps(asdict(counts)))

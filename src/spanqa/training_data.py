@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spanqa.errors import InputError
+from spanqa.negatives import make_negatives
 from spanqa.squad import Example, load_squad, locate_answer
 from spanqa.windows import Windower, Windows, answer_tokens
 
@@ -50,9 +50,16 @@ def parse_spec(spec: str) -> tuple[Path, int | None, int]:
 
 
 def build_items(
-    specs: list[str], *, negatives: float = 0.0, max_examples: int | None = None, seed: int = 0
+    specs: list[str],
+    *,
+    negatives: dict[str, float] | None = None,
+    max_examples: int | None = None,
+    seed: int = 0,
 ) -> tuple[list[TrainItem], DataCounts]:
-    """Read every spec, repair or skip answers, add synthetic negatives, and sample."""
+    """Read every spec, repair or skip answers, add synthetic negatives, and sample.
+
+    `negatives` maps a kind of synthetic negative (negatives.KINDS) to how many per answerable question.
+    """
     rng = random.Random(seed)
     counts = DataCounts()
     items: list[TrainItem] = []
@@ -61,17 +68,20 @@ def build_items(
         examples = load_squad(path)
         if n is not None and n < len(examples):
             examples = rng.sample(examples, n)
-        file_counts = {"questions": 0, "repaired": 0, "skipped": 0, "negatives_added": 0}
+        file_counts: dict[str, int] = {"questions": 0, "repaired": 0, "skipped": 0, "negatives_added": 0}
         file_items = []
         for ex in examples:
             item = _to_item(ex, file_counts, str(path))
             if item is not None:
                 file_items.append(item)
         # synthetic negatives only for files without real ones (SQuAD 1.1 style)
-        if negatives > 0 and not any(ex.is_impossible for ex in examples):
-            negs = other_paragraph_negatives(examples, negatives, rng, str(path))
-            file_counts["negatives_added"] = len(negs)
-            file_items += negs
+        if not any(ex.is_impossible for ex in examples):
+            for kind, rate in (negatives or {}).items():
+                if rate > 0:
+                    pairs = make_negatives(examples, kind, rate, rng)
+                    file_counts[f"negatives_{kind}"] = len(pairs)
+                    file_counts["negatives_added"] += len(pairs)
+                    file_items += [TrainItem(q, c, None, f"{path}:{kind}") for q, c in pairs]
         counts.per_file[f"{path.name}" + (f"@{n}" if n else "") + (f"*{repeat}" if repeat > 1 else "")] = (
             file_counts
         )
@@ -99,27 +109,6 @@ def _to_item(ex: Example, counts: dict[str, int], source: str) -> TrainItem | No
     if span[0] != gold.start + (len(gold.text) - len(gold.text.lstrip())):
         counts["repaired"] += 1
     return TrainItem(ex.question, ex.context, span, source)
-
-
-def other_paragraph_negatives(
-    examples: list[Example], rate: float, rng: random.Random, source: str
-) -> list[TrainItem]:
-    """`rate` unanswerable items per answerable one: its question against another paragraph of the same
-    article that does not contain any of its answers."""
-    by_title: dict[str, dict[int, str]] = defaultdict(dict)
-    for ex in examples:
-        by_title[ex.title][ex.paragraph] = ex.context
-    out = []
-    for ex in examples:
-        if ex.is_impossible or not ex.answers:
-            continue
-        k = int(rate) + (1 if rng.random() < rate - int(rate) else 0)
-        texts = {a.text.strip().lower() for a in ex.answers if a.text.strip()}
-        others = [c for p, c in by_title[ex.title].items() if p != ex.paragraph]
-        rng.shuffle(others)
-        picked = [c for c in others if not any(t in c.lower() for t in texts)][:k]
-        out += [TrainItem(ex.question, c, None, source + ":negative") for c in picked]
-    return out
 
 
 def label_windows(windower: Windower, items: list[TrainItem]) -> tuple[Windows, np.ndarray]:

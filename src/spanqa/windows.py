@@ -8,6 +8,7 @@ Training and inference use this same module, so labels and predictions agree on 
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 
@@ -17,6 +18,16 @@ from tokenizers import Encoding, Tokenizer
 from spanqa.errors import InputError
 
 NOT_CONTEXT = -1
+
+# A tokenizer's truncation settings are global state, and one tokenizer may serve several windowers (one
+# per window length) in several threads: each tokenizer gets one lock, whoever windows with it.
+_tokenizer_locks: dict[int, threading.Lock] = {}
+_tokenizer_locks_guard = threading.Lock()
+
+
+def _lock_for(tokenizer: Tokenizer) -> threading.Lock:
+    with _tokenizer_locks_guard:
+        return _tokenizer_locks.setdefault(id(tokenizer), threading.Lock())
 
 
 @dataclass
@@ -53,8 +64,8 @@ class Windower:
         self.max_seq_len = max_seq_len
         self.doc_stride = doc_stride
         self.n_special = tokenizer.num_special_tokens_to_add(is_pair=True)
-        # A tokenizer's truncation settings are global state: windowing holds this lock while it uses them.
-        self._lock = threading.Lock()
+        self._lock = _lock_for(tokenizer)
+        self._text_specials, self._unk_id = _text_specials(tokenizer)
 
     @property
     def max_question_tokens(self) -> int:
@@ -65,6 +76,9 @@ class Windower:
         if len(questions) != len(contexts):
             raise ValueError("questions and contexts must have the same length")
         with self._lock:
+            # "[SEP]" or "</s>" typed in a text is text: as a special token it would split the context
+            # (and break models that count separators, like Longformer) or end up inside an answer.
+            self.tokenizer.encode_special_tokens = True
             self.tokenizer.no_padding()
             self.tokenizer.no_truncation()
             q_lens = [len(e.ids) for e in self.tokenizer.encode_batch(questions, add_special_tokens=False)]
@@ -82,11 +96,23 @@ class Windower:
         out = Windows()
         for i, encs in enumerate(encodings):
             for enc in encs:
-                out.ids.append(np.asarray(enc.ids, dtype=np.int64))
+                out.ids.append(self._as_text_ids(enc))
                 out.type_ids.append(np.asarray(enc.type_ids, dtype=np.int64))
                 out.offsets.append(context_offsets(enc))
                 out.item.append(i)
         return out
+
+    def _as_text_ids(self, enc: Encoding) -> np.ndarray:
+        """The window's ids, with special tokens matched inside the question or context read as [UNK].
+
+        SentencePiece-style vocabularies hold "[SEP]" or "[CLS]" as ordinary pieces, so typed text can
+        become a separator even when special tokens are not split off; the model must never see one there.
+        """
+        ids = np.asarray(enc.ids, dtype=np.int64)
+        if self._unk_id is not None and len(self._text_specials):
+            in_text = np.asarray([s is not None for s in enc.sequence_ids], dtype=bool)
+            ids[in_text & np.isin(ids, self._text_specials)] = self._unk_id
+        return ids
 
     def _stride(self, question_tokens: int) -> int:
         """Overlap in tokens between windows: doc_stride, shrunk when a long question leaves less room."""
@@ -98,6 +124,16 @@ class Windower:
             )
         room = self.max_seq_len - self.n_special - question_tokens
         return min(self.doc_stride, room // 2)
+
+
+def _text_specials(tokenizer: Tokenizer) -> tuple[np.ndarray, int | None]:
+    """Ids of the special tokens that must not come from text (all but [UNK]), and the [UNK] id."""
+    model = json.loads(tokenizer.to_str()).get("model", {})
+    unk = model.get("unk_id")  # Unigram names its unknown piece by id, the others by token
+    if unk is None and model.get("unk_token") is not None:
+        unk = tokenizer.token_to_id(model["unk_token"])
+    specials = [i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special and i != unk]
+    return np.asarray(sorted(specials), dtype=np.int64), unk
 
 
 def context_offsets(enc: Encoding) -> np.ndarray:

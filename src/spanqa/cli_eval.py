@@ -1,0 +1,115 @@
+"""`spanqa evaluate`: the official SQuAD 2.0 metrics of a model on a SQuAD-format file, and tuning."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from spanqa.cli import _add_model, _add_reading, _load_reader, _reading_options
+from spanqa.errors import InputError
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    _add_model(p)
+    p.add_argument("--data", required=True, help="SQuAD-format JSON file (v1.1 or v2.0)")
+    p.add_argument("--predictions-out", metavar="P.json", help='write {id: answer} ("" = no answer)')
+    p.add_argument("--na-probs-out", metavar="N.json", help="write {id: probability of no answer}")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="store the best-F1 null threshold and a fitted score calibration in the model's card",
+    )
+    p.add_argument("--force", action="store_true", help="allow --tune on a file named like evaluation data")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (with --tune: default <model>/plots)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions of the file")
+    _add_reading(p)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from spanqa.evaluation import evaluate_results, format_metrics, na_probs, predictions, read_questions
+    from spanqa.squad import load_squad
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be a positive number of questions, got {args.limit}")
+    if args.tune and args.null_threshold is not None:
+        raise InputError("--tune finds the null threshold itself; do not give --null-threshold with it")
+    if args.tune:
+        from spanqa.tuning import check_tuning_file
+
+        check_tuning_file(args.data, args.force)
+    examples = load_squad(args.data)[: args.limit]
+    reader = _load_reader(args)
+    reading = _reading_options(args)
+    results = read_questions(reader, examples, batch_size=args.batch_size, progress=True, **reading)
+    if args.tune:
+        from spanqa.evaluation import with_threshold
+        from spanqa.tuning import tune_results
+
+        section = tune_results(
+            reader.model_dir,
+            results,
+            source=Path(args.data).name + (f" (first {args.limit})" if args.limit else ""),
+            plots_dir=Path(args.plots) if args.plots else reader.model_dir / "plots",
+            settings=_settings(args, reader),
+        )
+        metrics = section["metrics"]
+        threshold = section["threshold"]
+        results = with_threshold(results, threshold)
+    else:
+        threshold = reader.null_threshold if args.null_threshold is None else args.null_threshold
+        metrics = evaluate_results(results, reader.calibrator)
+        if args.plots:
+            from spanqa.tuning import write_plots
+
+            write_plots(results, threshold, reader.calibrator, Path(args.plots), prefix="evaluation")
+    if args.predictions_out:
+        _write_json(args.predictions_out, predictions(results))
+    if args.na_probs_out:
+        _write_json(args.na_probs_out, na_probs(results))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{args.data}: {len(results)} questions, null threshold {threshold:.3f}")
+        print(format_metrics(metrics))
+        if args.tune:
+            print(
+                f"tuned: {reader.model_dir / 'spanqa.json'} updated (threshold, calibration, tuning metrics)"
+            )
+    return 0
+
+
+def _settings(args: argparse.Namespace, reader: Any) -> dict[str, Any]:
+    """How the tuning set was read: the threshold holds for these settings."""
+    return {
+        "backend": args.backend,
+        "max_seq_len": args.max_seq_len or reader.max_seq_len,
+        "doc_stride": args.doc_stride,
+        "max_answer_len": args.max_answer_len,
+    }
+
+
+def _write_json(path: str, obj: Any) -> None:
+    """Write atomically, so an interrupted run never leaves a truncated file where a good one was."""
+    out = Path(path)
+    if out.parent and not out.parent.is_dir():
+        raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
+    "evaluate": (
+        _add_evaluate,
+        _evaluate,
+        "official SQuAD 2.0 metrics of a model on a SQuAD-format file (--tune: fit threshold, calibration)",
+    ),
+}

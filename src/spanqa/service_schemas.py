@@ -1,0 +1,108 @@
+"""The HTTP service's request and response bodies: what /docs shows, and what the service validates.
+
+Models are strict (a JSON string is never taken for a number, nor a number for a string) and refuse
+unknown fields, so that a misspelt option ("topk") is a 422 naming it instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TOP_K = 20
+MAX_ANSWER_TOKENS = 512
+MAX_PASSAGES = 50
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class ReadingOptions(BaseModel):
+    model_config = _STRICT
+
+    top_k: int = Field(1, ge=1, le=MAX_TOP_K, description="how many answers to return, best first")
+    null_threshold: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="'no answer' when null_score_diff is below this (default: the model's tuned threshold)",
+    )
+    max_answer_len: int = Field(30, ge=1, le=MAX_ANSWER_TOKENS, description="longest answer, in tokens")
+
+
+class AnswerRequest(ReadingOptions):
+    """A question about one text (`context`) or several (`contexts`; answers then carry `doc`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "question": "When was the lighthouse first lit?",
+                    "context": "The lighthouse was first lit on 12 March 1849, using a lamp that burned oil.",
+                    "top_k": 3,
+                }
+            ]
+        },
+    )
+
+    question: str = Field(description="the question")
+    context: str | None = Field(None, description="the text to answer from (give this or contexts)")
+    contexts: list[str] | None = Field(None, description="several texts; answers carry the index as doc")
+
+
+class BatchRequest(BaseModel):
+    model_config = _STRICT
+
+    items: list[AnswerRequest] = Field(description="questions answered together; results keep this order")
+
+
+class AskRequest(ReadingOptions):
+    """A question over the server's document index (`spanqa serve --db FILE`)."""
+
+    question: str = Field(description="the question")
+    passages: int = Field(5, ge=1, le=MAX_PASSAGES, description="how many retrieved passages to read")
+
+
+class AnswerOut(BaseModel):
+    text: str = Field(description="the answer: exactly context[start:end]")
+    start: int = Field(description="offset of the first character, in Unicode code points")
+    end: int = Field(description="offset after the last character, in Unicode code points")
+    score: float = Field(
+        description="probability the answer is right (calibrated models), else softmax share"
+    )
+    doc: int | str | None = Field(None, description="index into contexts, or the document id for /v1/ask")
+    passage: int | None = Field(None, description="the passage of the indexed document (/v1/ask)")
+
+
+class PredictionOut(BaseModel):
+    answers: list[AnswerOut]
+    no_answer: bool = Field(description="true when the text does not answer the question")
+    null_score_diff: float | None = Field(description="best span score minus no-answer score (raw logits)")
+
+
+class BatchOut(BaseModel):
+    results: list[PredictionOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    path: str
+    backend: str
+    null_threshold: float
+    calibrated: bool
+    max_seq_len: int = Field(description="window size in tokens")
+    doc_stride: int = Field(description="overlap between windows in tokens")
+    version: str = Field(description="spanqa's version")
+    limits: dict[str, float | int]
+
+
+class FieldProblem(BaseModel):
+    field: str | None
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="a short machine-readable kind, e.g. invalid_request, overloaded")
+    message: str = Field(description="one line a person can act on")
+    field: str | None = Field(None, description="the request field at fault, e.g. items[2].question")
+    errors: list[FieldProblem] | None = Field(None, description="every problem found, for invalid requests")
+    request_id: str | None = None

@@ -1,0 +1,242 @@
+"""The SQuAD 2.0 metric against the official formulas, worked out by hand on crafted cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spanqa.calibration import expected_calibration_error
+from spanqa.metrics import (
+    answerability_auc,
+    best_cut,
+    compute_exact,
+    compute_f1,
+    find_best_thresh,
+    get_raw_scores,
+    gold_texts,
+    normalize_answer,
+    squad_v2_eval,
+)
+from spanqa.plots import reliability_bins, threshold_curves
+
+# the official script's keys, in its order, when the data has both kinds of question and na_probs
+OFFICIAL_KEYS = [
+    "exact",
+    "f1",
+    "total",
+    "HasAns_exact",
+    "HasAns_f1",
+    "HasAns_total",
+    "NoAns_exact",
+    "NoAns_f1",
+    "NoAns_total",
+    "best_exact",
+    "best_exact_thresh",
+    "best_f1",
+    "best_f1_thresh",
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("The Cat", "cat"),
+        ("an apple a day", "apple day"),
+        ("theatre, anathema", "theatre anathema"),  # articles only as whole words
+        ("  A\tlot\n of   space ", "lot of space"),
+        ("U.S.A.", "usa"),
+        ("rock-n-roll!", "rocknroll"),
+        ("the", ""),
+        ("'the' (a)", ""),
+        ("“curly” quotes", "“curly” quotes"),  # only ASCII punctuation is removed, as officially
+        ("ÉCOLE", "école"),
+    ],
+)
+def test_normalize_answer(raw, normalized):
+    assert normalize_answer(raw) == normalized
+
+
+def test_exact_and_f1_by_hand():
+    assert compute_exact("The Eiffel Tower", "eiffel tower.") == 1
+    assert compute_exact("Eiffel Tower", "Eiffel") == 0
+    # gold [cat, sat], pred [cat]: precision 1, recall 1/2
+    assert compute_f1("the cat sat", "a cat") == pytest.approx(2 / 3)
+    # repeated tokens count as a multiset: gold [y, y, z], pred [y, y] share two: precision 1, recall 2/3
+    assert compute_f1("y y z", "y y") == pytest.approx(0.8)
+    assert compute_f1("x", "y") == 0.0
+
+
+def test_empty_answers_match_only_empty():
+    assert compute_f1("", "") == 1.0
+    assert compute_exact("", "") == 1
+    assert compute_f1("", "something") == 0.0
+    assert compute_f1("something", "") == 0.0
+    # a prediction that normalizes to nothing counts as "no answer"
+    assert compute_exact("", "The.") == 1
+    assert compute_f1("", "a") == 1.0
+
+
+def test_gold_texts_drop_empty_golds():
+    assert gold_texts([]) == [""]
+    assert gold_texts(["", " the ", "."]) == [""]
+    assert gold_texts(["the Rhine", ""]) == ["the Rhine"]
+
+
+def test_max_over_gold_answers():
+    golds = {"q": ["Denver Broncos", "The Broncos", "Broncos"]}
+    exact, f1 = get_raw_scores(golds, {"q": "broncos"})
+    assert exact == {"q": 1}
+    exact, f1 = get_raw_scores(golds, {"q": "the Denver team"})
+    assert exact == {"q": 0}
+    # best gold: "Denver Broncos" = [denver, broncos] vs [denver, team] -> 1/2, 1/2
+    assert f1["q"] == pytest.approx(0.5)
+
+
+GOLDS = {
+    "a1": ["Paris"],
+    "a2": ["the blue whale", "blue whale"],
+    "a3": ["1846"],
+    "n1": [],
+    "n2": [],
+}
+PREDS = {"a1": "Paris", "a2": "a whale", "a3": "", "n1": "", "n2": "London"}
+NA = {"a1": 0.1, "a2": 0.4, "a3": 0.9, "n1": 0.8, "n2": 0.3}
+
+
+def test_squad_v2_eval_by_hand():
+    m = squad_v2_eval(GOLDS, PREDS, NA)
+    # exact: a1 1, a2 0, a3 0, n1 1, n2 0 -> 2/5; f1: a2 [whale] vs [blue, whale] -> 2/3
+    assert m["exact"] == pytest.approx(40.0)
+    assert m["f1"] == pytest.approx(100 * (1 + 2 / 3 + 0 + 1 + 0) / 5)
+    assert m["total"] == 5
+    assert (m["HasAns_total"], m["NoAns_total"]) == (3, 2)
+    assert m["HasAns_exact"] == pytest.approx(100 / 3)
+    assert m["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 3)
+    assert m["NoAns_exact"] == m["NoAns_f1"] == pytest.approx(50.0)
+    # threshold search by increasing na_prob: start at 2 (unanswerable ones right by answering nothing),
+    # a1 +1 -> 3, n2 -1 -> 2, a2 +2/3 (f1) or 0 (exact), n1 0, a3 0: best is 3 right after a1
+    assert m["best_exact"] == pytest.approx(60.0)
+    assert m["best_exact_thresh"] == pytest.approx(0.1)
+    assert m["best_f1"] == pytest.approx(60.0)
+    assert m["best_f1_thresh"] == pytest.approx(0.1)
+    assert list(m) == OFFICIAL_KEYS
+
+
+def test_na_prob_threshold_blanks_answers():
+    # with na_prob_thresh 0.35, a2 (0.4), a3 and n1 become "no answer": a2 loses its 2/3, n1 stays right
+    m = squad_v2_eval(GOLDS, PREDS, NA, na_prob_thresh=0.35)
+    assert m["f1"] == pytest.approx(100 * (1 + 0 + 0 + 1 + 0) / 5)
+
+
+def test_without_na_probs_and_without_unanswerable():
+    m = squad_v2_eval({"a": ["x"], "b": ["y"]}, {"a": "x", "b": "z"})
+    assert m == {
+        "exact": 50.0,
+        "f1": 50.0,
+        "total": 2,
+        "HasAns_exact": 50.0,
+        "HasAns_f1": 50.0,
+        "HasAns_total": 2,
+    }
+
+
+def test_best_thresh_when_answering_nothing_is_best():
+    golds = {"n1": [], "n2": [], "a1": ["x"]}
+    preds = {"n1": "y", "n2": "y", "a1": "wrong"}
+    score, thresh = find_best_thresh(
+        preds,
+        {"n1": 0, "n2": 0, "a1": 0},
+        {"n1": 0.2, "n2": 0.3, "a1": 0.9},
+        {k: bool(v) for k, v in golds.items()},
+    )
+    assert (score, thresh) == (pytest.approx(200 / 3), 0.0)
+
+
+def test_best_thresh_keeps_the_first_of_equal_cuts_and_walks_ties_one_by_one():
+    has = {"a1": True, "n1": False, "a2": True, "a3": True}
+    preds = {"a1": "x", "n1": "", "a2": "x", "a3": "x"}
+    # start at 1 (n1 right by answering nothing); a1 (+1) makes 2 at 0.1; n1 (answered "", +0), a2 and a3
+    # (+0 each) only equal it: the threshold stays 0.1
+    na = {"a1": 0.1, "n1": 0.2, "a2": 0.3, "a3": 0.9}
+    scores = {"a1": 1.0, "n1": 0.0, "a2": 0.0, "a3": 0.0}
+    assert find_best_thresh(preds, scores, na, has) == (pytest.approx(50.0), 0.1)
+    # a2 and a3 tied at 0.3 are still walked one at a time: a3 (+1) lifts the best to 3, at 0.3
+    na = {"a1": 0.1, "n1": 0.2, "a2": 0.3, "a3": 0.3}
+    scores["a3"] = 1.0
+    assert find_best_thresh(preds, scores, na, has) == (pytest.approx(75.0), 0.3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.floats(0, 1), st.booleans()),
+        min_size=1,
+        max_size=30,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_best_cut_is_the_best_prefix(rows, rnd):
+    """With distinct no-answer scores, the official search finds the best "answer the k most answerable"."""
+    ids = [f"q{i}" for i in range(len(rows))]
+    has = {q: r[0] for q, r in zip(ids, rows)}
+    scores = {q: (r[1] if r[0] else 0.0) for q, r in zip(ids, rows)}
+    preds = {q: ("x" if r[2] else "") for q, r in zip(ids, rows)}
+    na = dict(zip(ids, rnd.sample(range(1000), len(ids))))
+    order = sorted(ids, key=na.get)
+
+    def total(k: int) -> float:
+        answered = set(order[:k])
+        return sum(
+            (scores[q] if has[q] else float(not preds[q])) if q in answered else float(not has[q])
+            for q in ids
+        )
+
+    best, qid = best_cut(preds, scores, na, has)
+    expected = max(total(k) for k in range(len(ids) + 1))
+    assert best == pytest.approx(100 * expected / len(ids))
+    k = 0 if qid is None else order.index(qid) + 1
+    assert total(k) == pytest.approx(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([-1.0, 0.0, 0.5, 2.0, -math.inf]), st.booleans()), max_size=25))
+def test_auc_is_the_pairwise_win_rate(rows):
+    scores = [r[0] for r in rows]
+    has = [r[1] for r in rows]
+    pos = [s for s, h in rows if h]
+    neg = [s for s, h in rows if not h]
+    auc = answerability_auc(scores, has)
+    if not pos or not neg:
+        assert auc is None
+        return
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    assert auc == pytest.approx(wins / (len(pos) * len(neg)))
+
+
+def test_ece_and_reliability_bins_by_hand():
+    prob = np.array([0.05, 0.15, 0.95, 0.95])
+    correct = np.array([0, 1, 1, 0])
+    # bins 0, 1, 9: |0 - .05| * 1/4 + |1 - .15| * 1/4 + |.5 - .95| * 2/4
+    assert expected_calibration_error(prob, correct) == pytest.approx((0.05 + 0.85 + 0.9) / 4)
+    b = reliability_bins(prob, correct)
+    assert b["count"].tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert b["accuracy"][9] == pytest.approx(0.5)
+
+
+def test_threshold_curves_match_direct_counts():
+    score = np.array([3.0, 1.0, 1.0, -2.0, -math.inf])
+    has = np.array([True, False, True, True, False])
+    f1 = np.array([1.0, 0.0, 0.5, 0.0, 0.0])
+    c = threshold_curves(score, has, f1)
+    for i, t in enumerate(c["threshold"]):
+        answered = score >= t
+        tp = (answered & has).sum()
+        assert c["precision"][i] == pytest.approx(tp / answered.sum())
+        assert c["recall"][i] == pytest.approx(tp / has.sum())
+        official = np.where(answered, np.where(has, f1, 0.0), (~has).astype(float))
+        assert c["f1"][i] == pytest.approx(100 * official.mean())
+    assert c["threshold"].tolist() == [3.0, 1.0, -2.0]  # ties collapse; -inf is never a threshold

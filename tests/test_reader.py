@@ -1,0 +1,235 @@
+"""The Reader: batches equal single answers, bad input and bad model directories fail with clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spanqa import InputError, ModelError, Reader
+from text_strategies import questions, texts
+from tiny_models import CORPUS, tiny_model_dir, tiny_reader
+
+CONTEXT = " ".join(CORPUS)
+QUESTION = "When was the lighthouse first lit?"
+TOLERANCE = 1e-5
+
+
+def same_prediction(batched, single) -> None:
+    """Same spans in the same order, scores equal within TOLERANCE."""
+    assert [(a.doc, a.start, a.end, a.text) for a in batched.answers] == [
+        (a.doc, a.start, a.end, a.text) for a in single.answers
+    ]
+    assert [a.score for a in batched.answers] == pytest.approx(
+        [a.score for a in single.answers], abs=TOLERANCE
+    )
+    assert batched.no_answer == single.no_answer
+    assert batched.null_score_diff == pytest.approx(single.null_score_diff, abs=TOLERANCE)
+
+
+_item = st.tuples(questions(), st.one_of(texts(), st.lists(texts(1, 12), min_size=1, max_size=3)))
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["bert", "roberta", "deberta-v2"]),
+    items=st.lists(_item, min_size=1, max_size=4),
+    batch_size=st.integers(1, 6),
+    top_k=st.integers(1, 4),
+    max_seq_len=st.sampled_from([40, 64, 128]),
+    doc_stride=st.integers(0, 24),
+)
+def test_answer_batch_equals_answer_one_by_one(kind, items, batch_size, top_k, max_seq_len, doc_stride):
+    reader = tiny_reader(kind)
+    options = dict(top_k=top_k, max_seq_len=max_seq_len, doc_stride=doc_stride)
+    singles = []
+    for question, context in items:
+        try:
+            if isinstance(context, str):
+                singles.append(reader.answer(question, context, **options))
+            else:
+                singles.append(reader.answer(question, contexts=context, **options))
+        except InputError as e:
+            assert "question is" in str(e)  # too long for the window: the batch must refuse it too
+            with pytest.raises(InputError, match="question is"):
+                reader.answer_batch(items, batch_size=batch_size, **options)
+            return
+    batched = reader.answer_batch(items, batch_size=batch_size, **options)
+    assert len(batched) == len(items)
+    for b, s in zip(batched, singles):
+        same_prediction(b, s)
+
+
+def test_answer_batch_keeps_input_order_whatever_the_lengths():
+    reader = tiny_reader("bert")
+    items = [(QUESTION, CONTEXT * n) for n in (3, 1, 2)] + [("Who?", "Margaret Hale built it.")]
+    batched = reader.answer_batch(items, batch_size=2, top_k=2, retrieve="never")
+    for (question, context), b in zip(items, batched):
+        same_prediction(b, reader.answer(question, context, top_k=2, retrieve="never"))
+
+
+def test_readers_shared_by_threads_with_different_window_lengths_agree_with_one_thread():
+    reader = tiny_reader("bert")
+    jobs = [(QUESTION, CONTEXT, length, stride) for length in (32, 48, 128) for stride in (0, 8, 16)]
+    expected = [reader.answer(q, c, max_seq_len=n, doc_stride=s, top_k=3) for q, c, n, s in jobs]
+    results: dict[int, list] = {}
+
+    def work(t: int) -> None:
+        results[t] = [reader.answer(q, c, max_seq_len=n, doc_stride=s, top_k=3) for q, c, n, s in jobs]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for t in range(4):
+        for got, want in zip(results[t], expected):
+            same_prediction(got, want)
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "context", "message"),
+    [
+        ("", CONTEXT, "question is empty"),
+        (" \t\n\u00a0\u3000", CONTEXT, "question is empty"),
+        (QUESTION, "", "context is empty"),
+        (QUESTION, "\r\n \u2028 ", "context is empty"),
+        ("What\x00?", CONTEXT, "question contains NUL"),
+        (QUESTION, "binary\x00data", "context contains NUL"),
+        (QUESTION, b"bytes", "context must be a string, not bytes"),
+        (None, CONTEXT, "question must be a string, not NoneType"),
+        (QUESTION, "lone \ud800 surrogate", "context is not valid Unicode"),
+        ("lone \udfff?", CONTEXT, "question is not valid Unicode"),
+    ],
+)
+def test_bad_text_is_an_input_error_naming_the_field(question, context, message):
+    with pytest.raises(InputError, match=message):
+        tiny_reader("bert").answer(question, context)
+
+
+def test_bad_options_and_item_shapes_are_input_errors():
+    reader = tiny_reader("bert")
+    with pytest.raises(InputError, match="exactly one of context or contexts"):
+        reader.answer(QUESTION)
+    with pytest.raises(InputError, match="exactly one of context or contexts"):
+        reader.answer(QUESTION, CONTEXT, contexts=[CONTEXT])
+    with pytest.raises(InputError, match="non-empty list"):
+        reader.answer(QUESTION, contexts=[])
+    with pytest.raises(InputError, match=r"contexts\[1\] is empty"):
+        reader.answer(QUESTION, contexts=[CONTEXT, "  "])
+    with pytest.raises(InputError, match="item 1: expected a"):
+        reader.answer_batch([(QUESTION, CONTEXT), (QUESTION,)])
+    for name in ("top_k", "max_answer_len", "batch_size"):
+        for bad in (0, -1, 1.5, True):
+            with pytest.raises(InputError, match=name):
+                reader.answer_batch([(QUESTION, CONTEXT)], **{name: bad})
+
+
+def test_an_empty_batch_gives_no_predictions():
+    assert tiny_reader("bert").answer_batch([]) == []
+
+
+def test_text_the_tokenizer_deletes_entirely_gives_no_answer():
+    pred = tiny_reader("bert").answer(QUESTION, "\u200b\u200b\ufeff")  # zero-width: no tokens at all
+    assert pred.answers == [] and pred.no_answer is True
+    assert json.dumps(pred.to_dict(), allow_nan=False)  # -inf null_score_diff is still valid JSON
+
+
+# ---- bad model directories ---------------------------------------------------------------------------------
+
+
+def copy_model(tmp_path: Path, *keep: str) -> Path:
+    out = tmp_path / "model"
+    out.mkdir()
+    for name in keep:
+        shutil.copy(tiny_model_dir("bert") / name, out / name)
+    return out
+
+
+def write_vocab(out: Path) -> None:
+    vocab = tiny_reader("bert").tokenizer.get_vocab()
+    (out / "vocab.txt").write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n", encoding="utf-8")
+
+
+def test_missing_or_wrong_model_paths_are_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="model directory not found"):
+        Reader.load(tmp_path / "nowhere")
+    (tmp_path / "file.bin").write_bytes(b"x")
+    with pytest.raises(ModelError, match="is a file"):
+        Reader.load(tmp_path / "file.bin")
+    with pytest.raises(ModelError, match=r"no config\.json"):
+        Reader.load(tmp_path)
+
+
+def test_a_hub_id_offline_is_a_model_error_that_says_so(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelError, match=r"could not be downloaded.*offline") as err:
+        Reader.load("nobody-spanqa-test/no-such-model")
+    assert "\n" not in str(err.value)
+
+
+def test_a_directory_with_only_a_wordpiece_vocab_gets_a_fast_tokenizer_built(tmp_path):
+    """transformers builds a fast BertTokenizer from vocab.txt: that gives offsets, so it is accepted."""
+    out = copy_model(tmp_path, "config.json", "model.safetensors")
+    write_vocab(out)
+    (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    pred = Reader.load(out, threads=1).answer(QUESTION, CONTEXT)
+    assert CONTEXT[pred.answers[0].start : pred.answers[0].end] == pred.answers[0].text
+
+
+def test_a_slow_tokenizer_is_refused_with_a_clear_model_error(tmp_path):
+    """BertJapaneseTokenizer is pure Python (no offsets); transformers cannot make it fast."""
+    out = copy_model(tmp_path, "config.json", "model.safetensors")
+    write_vocab(out)
+    config = {"tokenizer_class": "BertJapaneseTokenizer", "word_tokenizer_type": "basic"}
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=r"slow .*tokenizer.*fast tokenizer") as err:
+        Reader.load(out)
+    assert "\n" not in str(err.value)
+
+
+def test_a_directory_without_any_tokenizer_is_a_one_line_model_error(tmp_path):
+    out = copy_model(tmp_path, "config.json", "model.safetensors")
+    with pytest.raises(ModelError, match="no tokenizer in") as err:
+        Reader.load(out)  # transformers would make an empty BertTokenizer from config.json alone
+    assert "\n" not in str(err.value)
+    (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "NoSuchTokenizer"}))
+    with pytest.raises(ModelError, match="no fast tokenizer") as err:
+        Reader.load(out)  # transformers' own message runs over several lines
+    assert "\n" not in str(err.value)
+
+
+def test_broken_model_files_are_model_errors(tmp_path):
+    out = copy_model(tmp_path, "config.json", "tokenizer.json")
+    with pytest.raises(ModelError, match="cannot load a question-answering model") as err:
+        Reader.load(out)  # no weights
+    assert "\n" not in str(err.value)
+    (out / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot be read as a fast tokenizer"):
+        Reader.load(out)
+    (out / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read"):
+        Reader.load(out)
+
+
+def test_remote_code_is_never_run(tmp_path):
+    out = copy_model(tmp_path, "tokenizer.json", "model.safetensors")
+    marker = tmp_path / "ran"
+    (out / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = {"model_type": "spanqa-evil", "auto_map": {"AutoModelForQuestionAnswering": "evil.EvilModel"}}
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError) as err:
+        Reader.load(out)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()

@@ -1,0 +1,241 @@
+"""End to end on a tiny model: train -> evaluate -> tune, the reader using what tuning stored, and resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from spanqa.calibration import Calibrator
+from spanqa.cli import main
+from spanqa.metrics import squad_v2_eval
+from spanqa.model_dir import read_card
+from spanqa.squad import load_squad
+from test_metrics import OFFICIAL_KEYS
+
+FIXTURE = Path(__file__).parent / "fixtures" / "eval_squad_tiny.json"
+
+
+def _config(base: Path, out: Path, **changes):
+    from spanqa.train import TrainConfig
+
+    settings = dict(
+        base=str(base),
+        train=[str(FIXTURE)],
+        out=str(out),
+        epochs=2,
+        lr=1e-3,
+        batch_size=4,
+        max_seq_len=64,
+        doc_stride=16,
+        save_dtype="float32",
+        checkpoint_minutes=0.0,  # a checkpoint after every step: resuming is tested from any of them
+        threads=1,
+    )
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on the fixture and tuned on it by `train --tune`."""
+    from spanqa.train import train
+
+    out = tmp_path_factory.mktemp("trained") / "model"
+    return train(_config(tiny_bert_dir, out, tune=str(FIXTURE)))
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_train_with_tune_stores_threshold_and_calibration(trained: Path):
+    card = read_card(trained)
+    assert isinstance(card["null_threshold"], float) and math.isfinite(card["null_threshold"])
+    assert card["calibration"]["method"] == "platt"
+    assert Calibrator.from_card(card).coef is not None
+    tuning = card["tuning"]
+    assert tuning["data"] == FIXTURE.name
+    assert tuning["questions"] == len(load_squad(FIXTURE))
+    assert 0 <= tuning["ece_before"] <= 1 and 0 <= tuning["ece_after"] <= 1
+    assert set(OFFICIAL_KEYS) <= set(tuning["metrics"])
+    assert (trained / "plots" / "tuning_threshold.png").stat().st_size > 1000
+    assert (trained / "plots" / "tuning_reliability.png").stat().st_size > 1000
+
+
+def test_evaluate_json_and_official_files(trained: Path, tmp_path: Path, capsys):
+    preds_file, na_file = tmp_path / "pred.json", tmp_path / "na.json"
+    rc, out, _ = _run(
+        capsys,
+        "evaluate",
+        "--model",
+        str(trained),
+        "--data",
+        str(FIXTURE),
+        "--predictions-out",
+        str(preds_file),
+        "--na-probs-out",
+        str(na_file),
+        "--json",
+    )
+    assert rc == 0
+    metrics = json.loads(out)
+    assert list(metrics) == [*OFFICIAL_KEYS, "HasAns_auc", "ece"]
+    examples = load_squad(FIXTURE)
+    preds = json.loads(preds_file.read_text(encoding="utf-8"))
+    na = json.loads(na_file.read_text(encoding="utf-8"))
+    assert set(preds) == set(na) == {ex.id for ex in examples}
+    assert all(isinstance(v, str) for v in preds.values())
+    assert all(0.0 <= v <= 1.0 for v in na.values())
+    # the printed metrics are what the official script computes from the written files
+    golds = {ex.id: [a.text for a in ex.answers] for ex in examples}
+    assert squad_v2_eval(golds, preds, na) == {k: metrics[k] for k in OFFICIAL_KEYS}
+    # every non-empty prediction is a span of its context
+    for ex in examples:
+        assert preds[ex.id] in ex.context
+    # the decision is the card's threshold: questions answered are those whose score clears it
+    threshold = read_card(trained)["null_threshold"]
+    from spanqa import Reader
+
+    reader = Reader.load(trained, threads=1)
+    for ex, pred in zip(examples, reader.answer_batch([(ex.question, ex.context) for ex in examples])):
+        assert pred.no_answer == (pred.null_score_diff < threshold)
+        assert (preds[ex.id] == "") == (pred.no_answer or not pred.answers)
+
+
+def test_evaluate_tune_updates_the_card_and_the_reader_uses_it(trained: Path, tmp_path: Path, capsys):
+    from spanqa import Reader
+
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    card = read_card(model)
+    card["null_threshold"], card["calibration"], card["tuning"] = 1e6, None, None  # forget the tuning
+    (model / "spanqa.json").write_text(json.dumps(card), encoding="utf-8")
+    rc, out, _ = _run(capsys, "evaluate", "--model", str(model), "--data", str(FIXTURE), "--limit", "12")
+    assert rc == 0 and "f1" in out
+    rc, out, _ = _run(
+        capsys,
+        "evaluate",
+        "--model",
+        str(model),
+        "--data",
+        str(FIXTURE),
+        "--limit",
+        "12",
+        "--tune",
+        "--plots",
+        str(tmp_path / "plots"),
+        "--json",
+    )
+    assert rc == 0
+    tuned = json.loads(out)
+    card = read_card(model)
+    assert card["null_threshold"] != 1e6 and card["tuning"]["questions"] == 12
+    assert tuned == card["tuning"]["metrics"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "tuning_reliability.png",
+        "tuning_threshold.png",
+    ]
+    # the tuned threshold is the best one: no threshold at a question's score does better
+    examples = load_squad(FIXTURE)[:12]
+    reader = Reader.load(model, threads=1)
+    assert reader.null_threshold == card["null_threshold"]
+    assert reader.calibrator == Calibrator.from_card(card) and reader.calibrator.coef is not None
+    items = [(ex.question, ex.context) for ex in examples]
+    golds = {ex.id: [a.text for a in ex.answers] for ex in examples}
+    preds = reader.answer_batch(items)
+    tuned_f1 = _f1_at(golds, examples, preds, card["null_threshold"])
+    assert tuned_f1 == pytest.approx(tuned["f1"])
+    for t in [-math.inf, math.inf] + [p.null_score_diff for p in preds]:
+        assert _f1_at(golds, examples, preds, t) <= tuned_f1 + 1e-9
+    # answer scores are the stored calibration applied to the raw scores
+    reader.calibrator = Calibrator()
+    raw = reader.answer_batch(items)
+    cal = Calibrator.from_card(card)
+    for p, r in zip(preds, raw):
+        if p.answers:
+            expected = cal.score(r.null_score_diff, math.log(r.answers[0].score))
+            assert p.answers[0].score == pytest.approx(expected, rel=1e-6)
+            assert p.no_answer == (p.null_score_diff < card["null_threshold"])
+
+
+def _f1_at(golds, examples, preds, threshold: float) -> float:
+    answers = {
+        ex.id: (p.answers[0].text if p.answers and p.null_score_diff >= threshold else "")
+        for ex, p in zip(examples, preds)
+    }
+    return squad_v2_eval(golds, answers)["f1"]
+
+
+def test_tune_refuses_the_evaluation_half(trained: Path, tmp_path: Path, capsys):
+    data = tmp_path / "squad-v2.0-dev-half.json"
+    shutil.copyfile(FIXTURE, data)
+    before = (trained / "spanqa.json").read_bytes()
+    rc, out, err = _run(capsys, "evaluate", "--model", str(trained), "--data", str(data), "--tune")
+    assert rc == 2 and out == ""
+    assert err.startswith("spanqa: error:") and "dev-half" in err and err.count("\n") == 1
+    assert (trained / "spanqa.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--limit", "0"], "--limit"),
+        (["--tune", "--null-threshold", "1"], "--null-threshold"),
+    ],
+)
+def test_evaluate_usage_errors(trained: Path, capsys, argv, message):
+    rc, _, err = _run(capsys, "evaluate", "--model", str(trained), "--data", str(FIXTURE), *argv)
+    assert rc == 2 and message in err and err.count("\n") == 1
+
+
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(
+    tiny_bert_dir, tmp_path, monkeypatch, capsys
+):
+    import torch
+    from safetensors.torch import load_file
+
+    import spanqa.train as train_module
+
+    whole = train_module.train(_config(tiny_bert_dir, tmp_path / "whole"))
+
+    original = train_module._save_checkpoint
+    saved_steps: list[int] = []
+
+    def save_then_die(file, model, optim, sched, step, *rest):
+        original(file, model, optim, sched, step, *rest)
+        saved_steps.append(step)
+        if step == 3:
+            raise KeyboardInterrupt  # as if the run was stopped right after this checkpoint
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(_config(tiny_bert_dir, interrupted))
+    assert (interrupted / "checkpoint.pt").is_file() and not (interrupted / "model.safetensors").exists()
+    monkeypatch.setattr(train_module, "_save_checkpoint", original)
+
+    # the command line resumes with the saved configuration, whatever else it is given
+    rc, _, _ = _run(
+        capsys,
+        "train",
+        "--base",
+        str(tiny_bert_dir),
+        "--train",
+        str(FIXTURE),
+        "--out",
+        str(interrupted),
+        "--resume",
+    )
+    assert rc == 0
+    assert not (interrupted / "checkpoint.pt").exists()
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(interrupted / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+    assert read_card(interrupted)["training"]["steps"] == read_card(whole)["training"]["steps"] > 3
