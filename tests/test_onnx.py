@@ -18,13 +18,13 @@ from spanqa.cli import main
 from spanqa.export import (
     FP32_FILE,
     INT8_FILE,
-    _ffn_output_matmuls,
     cached_export_dir,
     ensure_cached_export,
     model_fingerprint,
     read_report,
 )
 from spanqa.onnx_backend import auto_backend, choose_auto
+from spanqa.quantize import ffn_output_matmuls
 
 CONTEXT = (
     "The Old Point lighthouse stands on a granite headland at the mouth of the harbour. "
@@ -103,7 +103,7 @@ def test_int8_runs_and_answers_with_exact_offsets(model_dir: Path, int8_file: Pa
     assert 0 <= report["best_token_agreement"] <= 1 and np.isfinite(report["max_logit_diff"])
     ops = [n.op_type for n in onnx.load(str(int8_file), load_external_data=False).graph.node]
     assert "MatMul" in ops and ("MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops)
-    assert len(_ffn_output_matmuls(int8_file)) == 2  # one fp32 feed-forward output per layer
+    assert len(ffn_output_matmuls(int8_file)) == 2  # one fp32 feed-forward output per layer
 
 
 def test_cache_is_reused(model_dir: Path, int8_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,3 +247,37 @@ def test_length_batches_cap_padding_and_cover_every_window(seed: int) -> None:
         assert len(b) * lengths[b].max() - lengths[b].sum() <= 0.1 * len(b) * lengths[b].max()
     assert padding_fraction(lengths, batches) <= 0.1
     assert padding_fraction(lengths, [np.arange(len(lengths))]) >= padding_fraction(lengths, batches)
+
+
+def test_smoothing_keeps_the_fp32_logits_and_tames_outlier_channels(
+    model_dir: Path, int8_file: Path, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from spanqa.smoothing import _activation_ranges, smooth_graph
+
+    fp32 = int8_file.parent / FP32_FILE
+    calibration = _inputs(3, 24, 300, seed=11)
+    smoothed = tmp_path / "smoothed.onnx"
+    assert smooth_graph(fp32, smoothed, calibration) > 0
+    graph = onnx.load(str(smoothed)).graph
+    scales = [numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("_smooth_scale")]
+    assert scales and all(np.isfinite(s).all() and (s > 0).all() for s in scales)
+    assert any(not np.allclose(s, 1.0) for s in scales)
+    # the products' inputs are flatter after smoothing: the largest channel is nearer the typical one
+    originals = [t.name.removesuffix("_smooth_scale") for t in graph.initializer if t.name.endswith("_scale")]
+    before = _activation_ranges(onnx.load(str(fp32)), originals, calibration)
+    after = _activation_ranges(onnx.load(str(smoothed)), [f"{n}_smoothed" for n in originals], calibration)
+    spread = [r.max() / np.median(r) for r in before.values()]
+    spread_after = [r.max() / np.median(r) for r in after.values()]
+    assert np.mean(spread_after) < np.mean(spread)
+
+    def logits(file: Path, x: dict) -> list[np.ndarray]:
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        return session.run(None, {i.name: x[i.name] for i in session.get_inputs()})
+
+    x = _inputs(2, 31, 300, seed=5)  # not the calibration batch
+    real = x["attention_mask"].astype(bool)
+    for got, want in zip(logits(smoothed, x), logits(fp32, x)):
+        np.testing.assert_allclose(got[real], want[real], atol=1e-4)

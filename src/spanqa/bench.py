@@ -105,8 +105,6 @@ def _run_worker(name: str, model_dir: Path, opts: BenchOptions) -> dict[str, Any
 
 def worker(arg: str, imported_at: float) -> None:
     """One configuration, in its own process: timings, predictions and peak RSS written as JSON."""
-    import resource
-
     from spanqa.reader import Reader
     from spanqa.squad import load_squad
 
@@ -137,12 +135,26 @@ def worker(arg: str, imported_at: float) -> None:
         "p95_ms": 1000 * float(np.percentile(latencies, 95)) if latencies else None,
         "load_s": load_s,
         "first_answer_at": first_answer_at,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kB on Linux
+        "rss_mb": _peak_rss_mb(),
         "padding": _padding(reader, items, a["batch_size"] if batched else 1),
         "answers": [_final_answer(p) for p in preds],
         "ids": [ex.id for ex in examples],
     }
     Path(a["out"]).write_text(json.dumps(row), encoding="utf-8")
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. Not getrusage: Linux carries ru_maxrss across exec, so a worker would
+    report its parent's peak (which loaded a model to export it) instead of its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux, bytes on macOS
 
 
 def _one_at_a_time(reader: Any, items: list, latencies: list[float]) -> tuple[list, float]:

@@ -30,7 +30,7 @@ from spanqa.errors import ModelError
 log = logging.getLogger(__name__)
 
 # Bump when the export recipe changes (exporter options, fusions, quantization): old exports are then redone.
-EXPORT_RECIPE = 3
+EXPORT_RECIPE = 4
 OPSET = 17
 FP32_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
@@ -40,9 +40,6 @@ _CONTENT_FILES = ("config.json", "tokenizer.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 # An fp32 export must reproduce PyTorch's logits to within this (absolute, scaled by the logits' size).
 FP32_TOLERANCE = 2e-3
-# Dynamic int8 quantization of the matrix products only: embeddings (Gather) stay fp32, they cost no compute
-# and quantizing them costs accuracy.
-INT8_OPS = ("MatMul", "Attention")
 # Model types whose graphs ONNX Runtime's BERT optimizer knows how to fuse.
 _FUSABLE = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "deberta")
 
@@ -322,22 +319,11 @@ def _fuse(raw: Path, out: Path, model_dir: Path) -> tuple[bool, dict[str, int]]:
 
 
 def _quantize(fp32: Path, out: Path, inputs: dict[str, np.ndarray], reference: tuple) -> dict[str, Any]:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from spanqa.quantize import quantize_int8
 
     started = time.perf_counter()
     with _quiet("onnxruntime", "root"):
-        quantize_dynamic(
-            str(fp32),
-            str(out),
-            op_types_to_quantize=list(INT8_OPS),
-            nodes_to_exclude=_ffn_output_matmuls(fp32),
-            per_channel=QUANT_PER_CHANNEL,
-            reduce_range=QUANT_REDUCE_RANGE,
-            weight_type=QuantType.QInt8,
-            # fused contrib ops have no ONNX shape inference: their outputs are float tensors
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        settings = quantize_int8(fp32, out, inputs)
     logits = _onnx_logits(out, inputs)
     diff = _max_diff(logits, reference, inputs)
     agree = _same_best_tokens(logits, reference, inputs)
@@ -347,35 +333,9 @@ def _quantize(fp32: Path, out: Path, inputs: dict[str, np.ndarray], reference: t
     return {
         "max_logit_diff": diff,
         "best_token_agreement": agree,
-        "ops": list(INT8_OPS),
-        "per_channel": QUANT_PER_CHANNEL,
-        "ffn_output_fp32": KEEP_FFN_OUTPUT_FP32,
-        "reduce_range": QUANT_REDUCE_RANGE,
+        **settings,
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-# Per-channel 7-bit weights: on an AVX2 CPU without VNNI, int8 products can saturate, and per-tensor scales
-# lose the small rows. Measured answer agreement with fp32 (300 dev-rest questions, runs/v1): per-tensor
-# 80.0%, per-channel 88.0%, per-channel + reduce_range 89.7% (see docs/onnx.md).
-QUANT_PER_CHANNEL = True
-QUANT_REDUCE_RANGE = True
-# The GELU output feeding each feed-forward output product has outliers that one dynamic int8 scale per
-# tensor flattens; keeping those 6 products fp32 raised agreement from 89.7% to 94.3% (F1 68.1 -> 69.1,
-# fp32 68.7), at a speed cost the benchmark measures (docs/onnx.md).
-KEEP_FFN_OUTPUT_FP32 = True
-
-
-def _ffn_output_matmuls(file: Path) -> list[str]:
-    """The feed-forward output products (their input is a GELU's): kept fp32 (see KEEP_FFN_OUTPUT_FP32)."""
-    import onnx
-
-    if not KEEP_FFN_OUTPUT_FP32:
-        return []
-    graph = onnx.load(str(file), load_external_data=False).graph
-    made_by = {out: node.op_type for node in graph.node for out in node.output}
-    gelus = ("Gelu", "BiasGelu", "FastGelu")
-    return [n.name for n in graph.node if n.op_type == "MatMul" and made_by.get(n.input[0]) in gelus]
 
 
 def _onnx_logits(file: Path, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
