@@ -31,11 +31,11 @@ PAGE_WAIT = 60_000  # milliseconds
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bert_dir) -> Iterator[str]:
-    """`spanqa serve` in a child process; yields its base URL."""
+def server() -> Iterator[str]:
+    """`spanqa serve` of the shipped model in a child process (real answers in the screenshots)."""
     from spanqa.cli_serve import child_server
 
-    with child_server(["--model", str(tiny_bert_dir)], start_timeout=START_WAIT) as url:
+    with child_server([], start_timeout=START_WAIT) as url:
         yield url
 
 
