@@ -25,3 +25,12 @@ def default_model_dir() -> Path:
     if not (DEFAULT_MODEL / "config.json").is_file():
         pytest.fail(f"the shipped default model is missing from {DEFAULT_MODEL}")
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Exports and run journals go to a temporary cache, never the user's ~/.cache/spanqa."""
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("spanqa-cache")
+        mp.setenv("SPANQA_CACHE", str(root))
+        yield root

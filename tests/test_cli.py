@@ -211,7 +211,7 @@ def test_predict_writes_one_json_line_per_question_with_a_progress_bar(capsys, m
         "2",
     )
     assert code == 0, err
-    assert "100%" in err and "win" in err  # tqdm's bar, finished
+    assert "100%" in err and "q/s" in err  # tqdm's bar over questions, finished
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == ["q0", "q1", "q2"]
     for r in rows:

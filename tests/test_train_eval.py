@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -239,3 +240,53 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-6), name
     assert read_card(interrupted)["training"]["steps"] == read_card(whole)["training"]["steps"] > 3
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_an_interrupted_evaluation_resumes_where_it_stopped(
+    trained: Path, tmp_path: Path, monkeypatch, capsys, command: str
+):
+    import spanqa.journal
+    from spanqa.reader import Reader
+
+    monkeypatch.setattr(spanqa.journal, "CHUNK", 4)
+    out = tmp_path / "out.json"
+    argv = ["--model", str(trained), "--data", str(FIXTURE)]
+    argv += ["--json"] if command == "evaluate" else ["--out", str(out)]
+    rc, whole, _ = _run(capsys, command, *argv)
+    assert rc == 0
+    whole_file = out.read_text(encoding="utf-8") if command == "predict" else None
+    out.unlink(missing_ok=True)
+    assert not list((Path(os.environ["SPANQA_CACHE"]) / "runs").glob("*.jsonl"))  # removed when done
+
+    original = Reader.answer_batch
+    read: list[int] = []
+
+    def die_on_the_third_chunk(self, items, **kwargs):
+        items = list(items)
+        if len(read) == 8:
+            raise KeyboardInterrupt
+        read.extend(range(len(items)))
+        return original(self, items, **kwargs)
+
+    monkeypatch.setattr(Reader, "answer_batch", die_on_the_third_chunk)
+    rc, _, err = _run(capsys, command, *argv)
+    assert rc == 130 and "interrupted" in err
+    assert len(read) == 8
+    assert not out.exists()  # nothing half-written under the real name
+
+    read.clear()
+    monkeypatch.setattr(Reader, "answer_batch", lambda self, items, **kw: original(self, _count(items), **kw))
+
+    def _count(items):
+        items = list(items)
+        read.extend(range(len(items)))
+        return items
+
+    rc, resumed, err = _run(capsys, command, *argv)
+    assert rc == 0 and "resuming: 8 of 14 questions" in err
+    assert len(read) == 14 - 8  # only what the interrupted run had not read
+    if command == "evaluate":
+        assert json.loads(resumed) == json.loads(whole)
+    else:
+        assert out.read_text(encoding="utf-8") == whole_file

@@ -221,7 +221,9 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from spanqa.cli_eval import run_journal
     from spanqa.errors import InputError
+    from spanqa.journal import run_resumable
     from spanqa.reader import check_text
     from spanqa.squad import load_squad
 
@@ -242,22 +244,28 @@ def _predict(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {out}: {e.strerror or e}") from None
     try:  # written whole, then renamed: an interrupted run never leaves half a file under the real name
         with f:
-            preds = _load_reader(args).answer_batch(
-                [(ex.question, ex.context) for ex in examples],
-                batch_size=args.batch_size,
-                progress=True,
-                **_reading_options(args),
-            )
+            reader, reading = _load_reader(args), _reading_options(args)
+            journal = run_journal("predict", reader, args.data, reading)
+
+            def read_chunk(indexes: list[int]) -> list[dict]:
+                chunk = [examples[i] for i in indexes]
+                preds = reader.answer_batch(
+                    [(ex.question, ex.context) for ex in chunk], batch_size=args.batch_size, **reading
+                )
+                return [{"id": ex.id, **pred.to_dict()} for ex, pred in zip(chunk, preds)]
+
+            records = run_resumable([ex.id for ex in examples], read_chunk, journal)
             try:
-                for ex, pred in zip(examples, preds):
-                    f.write(json.dumps({"id": ex.id, **pred.to_dict()}, ensure_ascii=False) + "\n")
+                for record in records:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
                 f.flush()
             except OSError as e:  # e.g. the disk is full
                 raise InputError(f"cannot write {out}: {e.strerror or e}") from None
         tmp.replace(out)
+        journal.remove()
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"{len(preds)} predictions written to {out}", file=sys.stderr)
+    print(f"{len(records)} predictions written to {out}", file=sys.stderr)
     return 0
 
 

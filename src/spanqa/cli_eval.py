@@ -47,7 +47,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     examples = load_squad(args.data)[: args.limit]
     reader = _load_reader(args)
     reading = _reading_options(args)
-    results = read_questions(reader, examples, batch_size=args.batch_size, progress=True, **reading)
+    journal = run_journal("evaluate", reader, args.data, reading)
+    results = read_questions(
+        reader, examples, batch_size=args.batch_size, progress=True, journal=journal, **reading
+    )
     if args.tune:
         from spanqa.evaluation import with_threshold
         from spanqa.tuning import tune_results
@@ -73,6 +76,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         _write_json(args.predictions_out, predictions(results))
     if args.na_probs_out:
         _write_json(args.na_probs_out, na_probs(results))
+    journal.remove()  # everything it kept is in the outputs now
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -83,6 +87,20 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"tuned: {reader.model_dir / 'spanqa.json'} updated (threshold, calibration, tuning metrics)"
             )
     return 0
+
+
+def run_journal(kind: str, reader: Any, data: str, reading: dict[str, Any]) -> Any:
+    """The journal of a run of `kind` over `data`: rerunning the same command resumes it (spanqa.journal)."""
+    from spanqa.journal import Journal, data_identity, model_identity
+
+    key = {
+        "model": model_identity(reader.model_dir),
+        "backend": reader.backend.name,
+        "null_threshold": reader.null_threshold,
+        "reading": reading,
+        **data_identity(data),
+    }
+    return Journal.in_cache(kind, key)
 
 
 def _settings(args: argparse.Namespace, reader: Any) -> dict[str, Any]:

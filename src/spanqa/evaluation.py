@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from spanqa.calibration import Calibrator, expected_calibration_error
 from spanqa.errors import InputError
+from spanqa.journal import Journal, run_resumable
 from spanqa.metrics import answerability_auc, compute_exact, gold_texts, squad_v2_eval
 from spanqa.prediction import Prediction
 from spanqa.squad import Example
@@ -79,45 +80,48 @@ def read_questions(
     *,
     batch_size: int = 32,
     progress: bool = False,
+    journal: Journal | None = None,
     **reading: Any,
 ) -> list[QuestionResult]:
     """Run the reader over the examples and keep, for each question, what evaluation and tuning need.
 
     The reader runs uncalibrated (its scores are then the softmax shares), so the raw calibration
     features can be recovered from its scores without repeating its logic; the model's own calibrator
-    is applied afterwards by `calibrated_scores`. `reading` holds Reader.answer_batch options.
+    is applied afterwards by `calibrated_scores`. `reading` holds Reader.answer_batch options. With a
+    `journal`, results are kept as they come and a rerun continues an interrupted run (spanqa.journal).
     """
     if not examples:
         raise InputError("no questions to evaluate")
     reading = {k: v for k, v in reading.items() if k != "top_k"}  # only the top answer is evaluated
+
+    def read_chunk(indexes: list[int]) -> list[dict[str, Any]]:
+        chunk = [examples[i] for i in indexes]
+        preds = reader.answer_batch(
+            [(ex.question, ex.context) for ex in chunk], batch_size=batch_size, top_k=1, **reading
+        )
+        return [asdict(_result(ex, pred)) for ex, pred in zip(chunk, preds)]
+
     saved = reader.calibrator
     reader.calibrator = Calibrator()
     try:
-        preds = reader.answer_batch(
-            [(ex.question, ex.context) for ex in examples],
-            batch_size=batch_size,
-            progress=progress,
-            top_k=1,
-            **reading,
-        )
+        records = run_resumable([ex.id for ex in examples], read_chunk, journal, progress=progress)
     finally:
         reader.calibrator = saved
-    out = []
-    for ex, pred in zip(examples, preds):
-        top = pred.answers[0] if pred.answers else None
-        log_share = math.log(top.score) if top is not None and top.score > 0 else -math.inf
-        out.append(
-            QuestionResult(
-                id=ex.id,
-                answers=[a.text for a in ex.answers],
-                text=top.text if top is not None else "",
-                answerability=answerability(pred),
-                null_score_diff=float(pred.null_score_diff),
-                log_share=log_share,
-                no_answer=pred.no_answer,
-            )
-        )
-    return out
+    return [QuestionResult(**r) for r in records]
+
+
+def _result(ex: Example, pred: Prediction) -> QuestionResult:
+    top = pred.answers[0] if pred.answers else None
+    log_share = math.log(top.score) if top is not None and top.score > 0 else -math.inf
+    return QuestionResult(
+        id=ex.id,
+        answers=[a.text for a in ex.answers],
+        text=top.text if top is not None else "",
+        answerability=answerability(pred),
+        null_score_diff=float(pred.null_score_diff),
+        log_share=log_share,
+        no_answer=pred.no_answer,
+    )
 
 
 def with_threshold(results: Sequence[QuestionResult], threshold: float) -> list[QuestionResult]:
