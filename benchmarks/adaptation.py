@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--doc-stride", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dev-limit", type=int, help="evaluate on the first N dev questions only (smoke runs)")
-    p.add_argument("--batch-size-eval", type=int, default=32)
+    p.add_argument("--batch-size-eval", type=int, default=8)
     p.add_argument("--out", type=Path, help="keep the adapted model here (default: a temporary directory)")
     p.add_argument("--results", type=Path, help="also write the table's numbers as JSON")
     args = p.parse_args(argv)

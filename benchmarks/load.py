@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
     p.add_argument("--max-batch", type=int, default=32, help="the server's questions per model call")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="the server's wait to fill a batch")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass, offline")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass, offline")
     p.add_argument(
         "--request-timeout", type=float, default=30.0, help="a client gives up (an error) after this"
     )

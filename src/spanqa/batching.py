@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from spanqa.bucketing import BATCH_SIZE
 from spanqa.errors import InputError
 from spanqa.prediction import Prediction
 from spanqa.reader import Item, Reader
@@ -56,7 +57,7 @@ class MicroBatcher:
         max_batch: int = 32,
         max_wait_ms: float = 5.0,
         max_queue: int = 256,
-        batch_size: int = 32,
+        batch_size: int = BATCH_SIZE,
     ):
         if max_batch < 1 or max_queue < 1 or batch_size < 1 or max_wait_ms < 0:
             raise InputError("max_batch, max_queue and batch_size must be >= 1 and max_wait_ms >= 0")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from spanqa.bucketing import BATCH_SIZE
 from spanqa.errors import InputError
 
 CONFIGS = {  # name -> (backend, batched)
@@ -40,7 +41,7 @@ class BenchOptions:
     data: Path
     limit: int = 1000
     configs: tuple[str, ...] = DEFAULT_CONFIGS
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE
     threads: int | None = None
     out: Path | None = None
 

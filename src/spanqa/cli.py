@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from spanqa.bucketing import BATCH_SIZE
 from spanqa.errors import SpanqaError
 
 EXIT_USAGE = 2
@@ -216,7 +217,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     _add_model(p)
     p.add_argument("--data", required=True, help="SQuAD-format JSON file")
     p.add_argument("--out", required=True, help="JSON lines output, one per question")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass")
     _add_reading(p)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spanqa.bucketing import BATCH_SIZE
 from spanqa.cli import _add_model, _add_reading, _load_reader, _reading_options
 from spanqa.errors import InputError
 
@@ -27,7 +28,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="allow --tune on a file named like evaluation data")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots here (with --tune: default <model>/plots)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions of the file")
     _add_reading(p)
 

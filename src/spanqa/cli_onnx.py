@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from spanqa.bucketing import BATCH_SIZE
 from spanqa.errors import InputError
 
 # Copied beside the ONNX files so that the output directory is a model torch is not needed for.
@@ -58,7 +59,7 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
         default=",".join(DEFAULT_CONFIGS),
         help=f"comma-separated, or 'all': {', '.join(CONFIGS)}",
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass")
     p.add_argument("--threads", type=int, help="threads per configuration (default: the usable cores)")
     p.add_argument("--out", default="benchmarks/results/throughput.md", help="markdown results file")
     p.add_argument(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from spanqa.bucketing import BATCH_SIZE
 from spanqa.calibration import Calibrator, expected_calibration_error
 from spanqa.errors import InputError
 from spanqa.journal import Journal, run_resumable
@@ -78,7 +79,7 @@ def read_questions(
     reader: Any,
     examples: Sequence[Example],
     *,
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     progress: bool = False,
     journal: Journal | None = None,
     **reading: Any,

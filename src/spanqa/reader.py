@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from spanqa.backends import Backend, load_backend
-from spanqa.bucketing import length_batches
+from spanqa.bucketing import BATCH_SIZE, length_batches
 from spanqa.calibration import Calibrator
 from spanqa.decode import best_spans, char_span
 from spanqa.errors import InputError
@@ -127,7 +127,7 @@ class Reader:
         self,
         items: Iterable[Item],
         *,
-        batch_size: int = 32,
+        batch_size: int = BATCH_SIZE,
         top_k: int = 1,
         max_answer_len: int = 30,
         null_threshold: float | None = None,

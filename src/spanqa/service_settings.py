@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spanqa.bucketing import BATCH_SIZE
+
 
 @dataclass(frozen=True)
 class ServiceSettings:
@@ -16,5 +18,5 @@ class ServiceSettings:
     max_batch: int = 32  # questions per shared model call
     batch_wait_ms: float = 5.0  # how long a model call waits for more questions when not full
     max_queue: int = 256  # questions waiting; beyond that, 503
-    batch_size: int = 32  # windows per forward pass
+    batch_size: int = BATCH_SIZE  # windows per forward pass
     retry_after_s: int = 1

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from spanqa.bucketing import BATCH_SIZE
 from spanqa.calibration import Calibrator, cross_validated_scores, expected_calibration_error, fit_calibrator
 from spanqa.errors import InputError
 from spanqa.evaluation import (
@@ -162,7 +163,7 @@ def tune_model(
     *,
     force: bool = False,
     backend: str = "torch",
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     limit: int | None = None,
     plots_dir: str | Path | None = None,
     progress: bool = True,
