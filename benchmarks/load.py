@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -201,11 +200,12 @@ def row(backend: str, args: argparse.Namespace, offline: float, r: LoadResult, p
 
 def table(rows: list[dict], args: argparse.Namespace, questions: int) -> str:
     from spanqa.bench import cpu_model
+    from spanqa.onnx_backend import cpu_cores
 
     cpu = cpu_model()
     lines = [
         f"Load test: {args.clients} clients for {args.duration:g} s (after {args.warmup:g} s warm-up), "
-        f"{questions} questions round-robin; {os.cpu_count()} cores, {cpu}",
+        f"{questions} questions round-robin; {cpu_cores()} cores usable, {cpu}",
         "",
         "| backend | clients | offline q/s | served q/s | % of offline | p50 ms | p99 ms | errors "
         "| q/model call |",

@@ -129,9 +129,10 @@ def run_setting(reader, questions: list[Question], docs: list[str], retrieval, n
     from tqdm import tqdm
 
     from spanqa.metrics import compute_exact, compute_f1, gold_texts
+    from spanqa.reader import DEFAULT_DOC_STRIDE
     from spanqa.retrieve import plan_reads
 
-    windower = reader._windower(None, 128)
+    windower = reader._windower(None, DEFAULT_DOC_STRIDE)
     for q in questions[:WARMUP]:
         reader.answer(q.text, docs[q.article], retrieve=retrieval)
     latencies, exact, f1, has_f1, no_acc, windows = [], [], [], [], [], []
@@ -164,13 +165,13 @@ def run_setting(reader, questions: list[Question], docs: list[str], retrieval, n
 
 
 def format_table(rows: list[dict], args: argparse.Namespace, reader, n: int) -> str:
-    import os
-    import platform
+    from spanqa.bench import cpu_model
+    from spanqa.onnx_backend import cpu_cores
 
     head = (
         f"long_context: {n} questions from {args.data.name} (seed {args.seed}); model "
         f"{reader.model_dir}; backend {reader.backend.name}; threads {args.threads or 'default'}; "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); max_windows "
+        f"{cpu_cores()} cores usable ({cpu_model()}); max_windows "
         f"{args.max_windows}, passage_chars {args.passage_chars}"
     )
     lines = [

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scripted_backend import scripted_reader, token_id
-from spanqa.decode import best_spans, char_span, span_probability, whole_graphemes
+from spanqa.decode import best_spans, char_span, whole_graphemes
 from spanqa.windows import Windower
 from tiny_models import tiny_model_dir
 
@@ -144,13 +142,6 @@ def test_spans_are_widened_to_whole_graphemes():
     assert whole_graphemes(text, 17, 19) == (17, 19)  # " \u0301" is one grapheme: never widen onto a space
     offsets = np.array([[-1, -1], [0, 4], [5, 6]])
     assert char_span(text, offsets, 1, 1) == (0, 5)
-
-
-def test_span_probability_is_a_softmax_share():
-    assert span_probability(1.0, math.log(math.exp(1.0) + math.exp(2.0))) == pytest.approx(
-        math.exp(1.0) / (math.exp(1.0) + math.exp(2.0))
-    )
-    assert span_probability(1.0, float("-inf")) == 0.0
 
 
 # ---- across windows, through the Reader with scripted logits ----------------------------------------------

@@ -78,7 +78,9 @@ def _prepare_exports(model_dir: Path, configs: tuple[str, ...]) -> None:
     """Export before timing: a first use's export would otherwise count as load time."""
     from spanqa.onnx_backend import onnx_file
 
-    for int8 in sorted({CONFIGS[c][0] == "onnx-int8" for c in configs if CONFIGS[c][0] != "torch"}):
+    # int8 first: its export writes the fp32 file too, from one load of the torch model
+    kinds = {CONFIGS[c][0] == "onnx-int8" for c in configs if CONFIGS[c][0] != "torch"}
+    for int8 in sorted(kinds, reverse=True):
         onnx_file(model_dir, int8=int8)
 
 
@@ -173,11 +175,9 @@ def _one_at_a_time(reader: Any, items: list, latencies: list[float]) -> tuple[li
 def _padding(reader: Any, items: list, batch_size: int) -> float:
     """The padding share of the tokens the model read, for the batches answer_batch makes."""
     from spanqa.bucketing import length_batches, padding_fraction
-    from spanqa.windows import Windower
+    from spanqa.reader import DEFAULT_DOC_STRIDE
 
-    windows = Windower(reader.tokenizer, reader.max_seq_len, 128)(
-        [q for q, _ in items], [c for _, c in items]
-    )
+    windows = reader._windower(None, DEFAULT_DOC_STRIDE)([q for q, _ in items], [c for _, c in items])
     lengths = windows.lengths()
     return padding_fraction(lengths, length_batches(lengths, batch_size)) if batch_size > 1 else 0.0
 

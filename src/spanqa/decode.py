@@ -120,8 +120,3 @@ def whole_graphemes(context: str, a: int, b: int) -> tuple[int, int]:
         if first >= b:
             break
     return start, end
-
-
-def span_probability(score: float, total_logsumexp: float) -> float:
-    """exp(score) over the summed exp of every span and the null: the model's own, uncalibrated, belief."""
-    return float(np.exp(score - total_logsumexp)) if np.isfinite(total_logsumexp) else 0.0

@@ -71,8 +71,26 @@ def weight_files(model_dir: Path) -> list[Path]:
 
 
 def model_fingerprint(model_dir: Path) -> str:
-    """A hash of the model's content (weights, config, tokenizer) and of the export recipe."""
+    """A hash of the model's content (weights, config, tokenizer) and of the export recipe.
+
+    Remembered per process while the files' sizes and modification times stay the same: loading a model
+    asks for it from several places (the export cache, backend=auto's measurements, run journals).
+    """
     files = [model_dir / n for n in _CONTENT_FILES if (model_dir / n).is_file()] + weight_files(model_dir)
+    stats = tuple((str(f.resolve()), *_identity(f.stat())) for f in files)
+    if stats not in _fingerprints:
+        _fingerprints[stats] = _hash_files(files)
+    return _fingerprints[stats]
+
+
+_fingerprints: dict[tuple, str] = {}
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _hash_files(files: list[Path]) -> str:
     digest = hashlib.sha256(f"spanqa-export-{EXPORT_RECIPE}-opset{OPSET}".encode())
     for file in files:
         digest.update(f"\0{file.name}\0".encode())

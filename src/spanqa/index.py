@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spanqa.bm25 import FTS_TOKENIZER, match_query
-from spanqa.errors import InputError
+from spanqa.errors import InputError, check_positive
 from spanqa.passages import DEFAULT_PASSAGE_CHARS, split_passages
 from spanqa.prediction import Prediction
 from spanqa.sources import DEFAULT_MAX_BYTES, Document, check_document, collect_files, read_documents
@@ -247,7 +247,7 @@ class DocumentIndex:
 
     def search(self, question: str, k: int = DEFAULT_SEARCH_PASSAGES) -> list[Hit]:
         """The k passages that BM25 ranks best for the question (fewer if fewer share a word with it)."""
-        _check_positive("k", k)
+        check_positive("k", k)
         query = match_query(question)
         if query is None:
             return []
@@ -271,7 +271,7 @@ class DocumentIndex:
         from spanqa.reader import check_text
 
         check_text(question, "question")
-        _check_positive("passages", passages)
+        check_positive("passages", passages)
         regions, texts = self._retrieve(question, passages)
         if not regions:  # nothing shares a word with the question: nothing to read
             return Prediction([], True, float("-inf"))
@@ -356,11 +356,6 @@ def _forget(report: AddReport, seen: dict[str, str], marks: tuple[int, int, int,
     del report.added[marks[0] :], report.replaced[marks[1] :], report.skipped[marks[2] :]
     for doc_id in list(seen)[marks[3] :]:  # dicts keep insertion order
         del seen[doc_id]
-
-
-def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _progress(files: list[Path], show: bool) -> Any:

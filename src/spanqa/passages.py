@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from spanqa.errors import InputError
+from spanqa.errors import check_positive
 
 DEFAULT_PASSAGE_CHARS = 1000
 
@@ -37,8 +37,7 @@ class Passage:
 
 def split_passages(text: str, max_chars: int = DEFAULT_PASSAGE_CHARS) -> list[Passage]:
     """The passages of `text`, in order; none longer than `max_chars` characters."""
-    if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
-        raise InputError(f"passage_chars must be a positive integer, got {max_chars!r}")
+    check_positive("passage_chars", max_chars)
     spans = _split(text, 0, len(text), 0, max_chars)
     return [Passage(a, b, text[a:b]) for a, b in spans]
 

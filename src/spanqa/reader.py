@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,14 @@ from spanqa.backends import Backend, load_backend
 from spanqa.bucketing import BATCH_SIZE, length_batches
 from spanqa.calibration import Calibrator
 from spanqa.decode import best_spans, char_span
-from spanqa.errors import InputError
+from spanqa.errors import InputError, check_positive
 from spanqa.model_dir import load_tokenizer, max_positions, read_card, read_config, resolve_model
 from spanqa.prediction import Answer, Prediction
 from spanqa.retrieve import Retrieval, as_retrieval, plan_reads
 from spanqa.windows import Windower, pad_batch, pad_offsets
 
 DEFAULT_MAX_SEQ_LEN = 384
+DEFAULT_DOC_STRIDE = 128
 
 Item = tuple[str, str] | tuple[str, Sequence[str]]
 
@@ -62,7 +64,8 @@ class Reader:
         # which would index past their type embeddings (or mean nothing to them).
         self.token_types = token_types
         self.calibrator = Calibrator.from_card(self.card)
-        self._windowers: dict[tuple[int, int], Windower] = {}
+        self._windowers: dict[tuple[int, int], Windower] = {}  # one per (window length, stride)
+        self._tokenizer_lock = threading.Lock()  # shared by those windowers: they share the tokenizer
 
     @classmethod
     def load(
@@ -102,7 +105,7 @@ class Reader:
         max_answer_len: int = 30,
         null_threshold: float | None = None,
         max_seq_len: int | None = None,
-        doc_stride: int = 128,
+        doc_stride: int = DEFAULT_DOC_STRIDE,
         retrieve: str | Retrieval = "auto",
     ) -> Prediction:
         """Answer one question about one text (`context`) or several (`contexts`, answers carry `doc`).
@@ -132,7 +135,7 @@ class Reader:
         max_answer_len: int = 30,
         null_threshold: float | None = None,
         max_seq_len: int | None = None,
-        doc_stride: int = 128,
+        doc_stride: int = DEFAULT_DOC_STRIDE,
         progress: bool = False,
         retrieve: str | Retrieval = "auto",
     ) -> list[Prediction]:
@@ -142,7 +145,7 @@ class Reader:
         """
         _check_options(top_k, max_answer_len, batch_size)
         items = list(items)
-        _reads(items)  # check the caller's texts before anything (retrieval included) tokenizes them
+        _check_items(items)  # the caller's texts, before anything (retrieval included) tokenizes them
         windower = self._windower(max_seq_len, doc_stride)
         plan = plan_reads(items, windower, as_retrieval(retrieve))  # long texts -> their best passages
         items = plan.items
@@ -173,7 +176,7 @@ class Reader:
             raise InputError(f"max_seq_len={length} is more than this model's {self.max_positions} positions")
         key = (length, doc_stride)
         if key not in self._windowers:
-            self._windowers[key] = Windower(self.tokenizer, length, doc_stride)
+            self._windowers[key] = Windower(self.tokenizer, length, doc_stride, self._tokenizer_lock)
         return self._windowers[key]
 
     def _finish(self, p: _Pending, item: Item, top_k: int, threshold: float) -> Prediction:
@@ -205,8 +208,7 @@ def _gather(p: _Pending, doc: int, context: str, offsets: np.ndarray, spans: Any
             p.spans[key] = float(score)
 
 
-def _reads(items: list[Item]) -> list[tuple[int, int, str, str]]:
-    reads = []
+def _check_items(items: list[Item]) -> None:
     for i, item in enumerate(items):
         if not isinstance(item, tuple | list) or len(item) != 2:
             raise InputError(f"item {i}: expected a (question, context) pair")
@@ -219,7 +221,14 @@ def _reads(items: list[Item]) -> list[tuple[int, int, str, str]]:
             raise InputError(f"item {i}: contexts must be a non-empty list of strings")
         for d, text in enumerate(docs):
             check_text(text, "context" if single else f"contexts[{d}]", i)
-            reads.append((i, d, question, text))
+
+
+def _reads(items: list[Item]) -> list[tuple[int, int, str, str]]:
+    """(item, doc, question, text) for every text of checked items (retrieval keeps them valid)."""
+    reads = []
+    for i, (question, context) in enumerate(items):
+        docs = [context] if isinstance(context, str) else context
+        reads += [(i, d, question, text) for d, text in enumerate(docs)]
     return reads
 
 
@@ -239,8 +248,7 @@ def check_text(text: object, name: str, item: int | None = None) -> None:
 
 def _check_options(top_k: int, max_answer_len: int, batch_size: int) -> None:
     for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive(name, value)
 
 
 class _NoBar:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanqa.bm25 import rank_passages
-from spanqa.errors import InputError
+from spanqa.errors import InputError, check_positive
 from spanqa.passages import DEFAULT_PASSAGE_CHARS, Passage, split_passages
 from spanqa.prediction import Prediction
 from spanqa.windows import Windower
@@ -42,9 +42,7 @@ class Retrieval:
         if self.mode not in MODES:
             raise InputError(f"retrieve must be one of {', '.join(MODES)}, got {self.mode!r}")
         for name in ("max_windows", "passages", "passage_chars"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+            check_positive(name, getattr(self, name))
 
 
 def as_retrieval(value: str | Retrieval | None) -> Retrieval:
@@ -102,7 +100,7 @@ class ReadPlan:
 def plan_reads(items: list[Any], windower: Windower, retrieval: Retrieval) -> ReadPlan:
     """Which text of each (question, context | contexts) item the reader should read.
 
-    Malformed items are passed through unchanged for the reader to reject with its own message.
+    The items must be valid (the reader checks them first: Reader._check_items).
     """
     plan = ReadPlan([], [], [])
     for item in items:
@@ -124,14 +122,8 @@ def _plan_item(
     item: Any, windower: Windower, retrieval: Retrieval
 ) -> list[tuple[int, tuple[int, int]]] | None:
     """(doc, region) pairs to read, or None to read the item as given."""
-    if not isinstance(item, tuple | list) or len(item) != 2:
-        return None
     question, context = item
     docs = [context] if isinstance(context, str) else context
-    if not isinstance(question, str) or not question.strip() or not isinstance(docs, Sequence) or not docs:
-        return None
-    if not all(isinstance(d, str) and d.strip() for d in docs):
-        return None
     regions: list[tuple[int, tuple[int, int]]] = []
     narrowed = False
     for d, text in enumerate(docs):

@@ -27,7 +27,7 @@ import spanqa
 from spanqa.batching import MicroBatcher, Overloaded, ReadOptions
 from spanqa.errors import InputError
 from spanqa.prediction import Prediction
-from spanqa.reader import Item, Reader, check_text
+from spanqa.reader import DEFAULT_DOC_STRIDE, Item, Reader, check_text
 from spanqa.service_edge import EdgeMiddleware, error_body
 from spanqa.service_schemas import (
     AnswerRequest,
@@ -41,8 +41,6 @@ from spanqa.service_schemas import (
 from spanqa.service_settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-
-DOC_STRIDE = 128  # the reader's default; the service reads with it
 
 # The reader's InputError messages start with the field at fault, e.g. "item 0: contexts[2] is empty".
 _FIELD_IN_MESSAGE = re.compile(r"^(?:item \d+: )?(question|context|contexts\[\d+\])\b")
@@ -238,7 +236,7 @@ def _model_info(reader: Reader, settings: ServiceSettings) -> dict[str, Any]:
         "null_threshold": reader.null_threshold,
         "calibrated": reader.calibrator.coef is not None,
         "max_seq_len": reader.max_seq_len,
-        "doc_stride": DOC_STRIDE,
+        "doc_stride": DEFAULT_DOC_STRIDE,  # the service reads with the reader's default
         "version": spanqa.__version__,
         "limits": limits,
     }

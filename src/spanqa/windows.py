@@ -19,16 +19,6 @@ from spanqa.errors import InputError
 
 NOT_CONTEXT = -1
 
-# A tokenizer's truncation settings are global state, and one tokenizer may serve several windowers (one
-# per window length) in several threads: each tokenizer gets one lock, whoever windows with it.
-_tokenizer_locks: dict[int, threading.Lock] = {}
-_tokenizer_locks_guard = threading.Lock()
-
-
-def _lock_for(tokenizer: Tokenizer) -> threading.Lock:
-    with _tokenizer_locks_guard:
-        return _tokenizer_locks.setdefault(id(tokenizer), threading.Lock())
-
 
 @dataclass
 class Windows:
@@ -45,17 +35,19 @@ class Windows:
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
 
-    def extend(self, other: Windows, item_base: int = 0) -> None:
-        self.ids += other.ids
-        self.type_ids += other.type_ids
-        self.offsets += other.offsets
-        self.item += [i + item_base for i in other.item]
-
 
 class Windower:
     """Cuts (question, context) pairs into windows with one tokenizer; safe to share across threads."""
 
-    def __init__(self, tokenizer: Tokenizer, max_seq_len: int = 384, doc_stride: int = 128):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        max_seq_len: int = 384,
+        doc_stride: int = 128,
+        lock: threading.Lock | None = None,
+    ):
+        """`lock` guards the tokenizer, whose truncation settings are global state: windowers that share a
+        tokenizer across threads must share its lock (Reader gives its windowers one)."""
         if max_seq_len < 8:
             raise InputError(f"max_seq_len must be at least 8 tokens, got {max_seq_len}")
         if doc_stride < 0:
@@ -64,7 +56,7 @@ class Windower:
         self.max_seq_len = max_seq_len
         self.doc_stride = doc_stride
         self.n_special = tokenizer.num_special_tokens_to_add(is_pair=True)
-        self._lock = _lock_for(tokenizer)
+        self._lock = lock or threading.Lock()
         self._text_specials, self._unk_id = _text_specials(tokenizer)
 
     @property
