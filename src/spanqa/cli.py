@@ -393,10 +393,10 @@ def _add_split(p: argparse.ArgumentParser) -> None:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from spanqa.squad import load_squad, read_text, split_by_article
+    from spanqa.squad import parse_squad, read_squad_json, split_by_article
 
-    load_squad(args.data)  # validates the whole file first
-    doc = json.loads(read_text(args.data))
+    doc = read_squad_json(args.data)
+    parse_squad(doc, str(args.data))  # validates the whole file first
     first, second = split_by_article(doc, args.fraction, args.seed)
     for part, path in zip((first, second), args.out):
         Path(path).parent.mkdir(parents=True, exist_ok=True)

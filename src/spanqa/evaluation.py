@@ -171,14 +171,6 @@ def evaluate_results(
     return metrics
 
 
-def evaluate_reader(
-    reader: Any, examples: Sequence[Example], **options: Any
-) -> tuple[dict[str, Any], list[QuestionResult]]:
-    """Run the reader over the examples: (metrics, per-question results)."""
-    results = read_questions(reader, examples, **options)
-    return evaluate_results(results, reader.calibrator), results
-
-
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A short human-readable table of the metrics."""
     lines = []

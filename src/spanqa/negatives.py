@@ -12,6 +12,7 @@ context, or the changed word absent from the paragraph.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections import defaultdict
@@ -49,15 +50,23 @@ NEGATED = {
 AUXILIARIES = re.compile(r"\b(" + "|".join(NEGATED) + r")\b")
 
 
-def other_paragraph(ex: Example, paragraphs: list[str], rng: random.Random, k: int) -> list[tuple[str, str]]:
+# Each kind takes an example, the paragraphs of its article as (text, lowercased text) pairs (lowercased once
+# per article, not once per question), a random generator and how many negatives to make.
+Paragraphs = list[tuple[str, str]]
+
+
+def other_paragraph(ex: Example, paragraphs: Paragraphs, rng: random.Random, k: int) -> list[tuple[str, str]]:
     """The question against up to k other paragraphs of its article that contain none of its answers."""
     texts = _answer_texts(ex)
-    others = [c for c in paragraphs if c != ex.context]
+    others = [p for p in paragraphs if p[0] != ex.context]
     rng.shuffle(others)
-    return [(ex.question, c) for c in others if not any(t in c.lower() for t in texts)][:k]
+    fit = ((ex.question, c) for c, low in others if not any(t in low for t in texts))
+    return list(itertools.islice(fit, k))
 
 
-def dropped_sentence(ex: Example, paragraphs: list[str], rng: random.Random, k: int) -> list[tuple[str, str]]:
+def dropped_sentence(
+    ex: Example, paragraphs: Paragraphs, rng: random.Random, k: int
+) -> list[tuple[str, str]]:
     """The paragraph without the sentences that hold any gold answer (one at most)."""
     spans = [(a.start, a.start + len(a.text)) for a in ex.answers if a.text.strip()]
     sentences = _sentences(ex.context)
@@ -71,7 +80,7 @@ def dropped_sentence(ex: Example, paragraphs: list[str], rng: random.Random, k: 
 
 
 def perturbed_question(
-    ex: Example, paragraphs: list[str], rng: random.Random, k: int
+    ex: Example, paragraphs: Paragraphs, rng: random.Random, k: int
 ) -> list[tuple[str, str]]:
     """Up to k versions of the question, each with one change the paragraph does not support."""
     changes: list[Callable[[str, str, random.Random], str | None]] = [_antonym, _negation, _number, _name]
@@ -92,10 +101,11 @@ def make_negatives(
 ) -> list[tuple[str, str]]:
     """About `rate` negatives of one kind per answerable example: (question, context) pairs."""
     make = KINDS[kind]
-    by_title: dict[str, list[str]] = defaultdict(list)
+    lowered: dict[str, dict[str, str]] = defaultdict(dict)  # title -> {paragraph: lowercased}, in order
     for ex in examples:
-        if ex.context not in by_title[ex.title]:
-            by_title[ex.title].append(ex.context)
+        if ex.context not in lowered[ex.title]:
+            lowered[ex.title][ex.context] = ex.context.lower()
+    by_title = {title: list(paragraphs.items()) for title, paragraphs in lowered.items()}
     out = []
     for ex in examples:
         if ex.is_impossible or not ex.answers:

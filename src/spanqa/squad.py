@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spanqa.errors import InputError
 
@@ -47,12 +48,16 @@ def read_text(path: str | Path, what: str = "file") -> str:
 
 def load_squad(path: str | Path) -> list[Example]:
     """All questions of a SQuAD-format file, in file order."""
+    return parse_squad(read_squad_json(path), str(path))
+
+
+def read_squad_json(path: str | Path) -> Any:
+    """The parsed JSON of a SQuAD-format file (not yet checked to be SQuAD: see parse_squad)."""
     text = read_text(path, "SQuAD file")
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return parse_squad(doc, str(path))
 
 
 def parse_squad(doc: object, source: str = "data") -> list[Example]:

@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from spanqa.errors import InputError
 from spanqa.model_dir import load_tokenizer, max_positions, read_card, read_config, resolve_model, write_card
-from spanqa.training_data import DataCounts, bucketed_batches, build_items, label_windows
+from spanqa.training_data import bucketed_batches, build_items, label_windows
 from spanqa.windows import Windower, pad_batch
 
 log = logging.getLogger("spanqa.train")
@@ -53,7 +53,6 @@ class TrainConfig:
     save_dtype: str = "float32"
     dropout: float | None = 0.0  # None keeps the base's; 0 trains 1.5x faster on CPU (measured)
     threads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -175,12 +174,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             "steps": total_steps,
             "final_loss": float(np.mean(losses[-50:])) if losses else None,
             "wall_time_min": round(elapsed / 60, 1),
-            "hyperparameters": {k: v for k, v in asdict(cfg).items() if k not in ("out", "extra")},
+            "hyperparameters": {k: v for k, v in asdict(cfg).items() if k != "out"},
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         },
         "metrics": {},
-        **cfg.extra,
     }
     write_card(out, card)
     ckpt_file.unlink(missing_ok=True)
@@ -267,10 +265,3 @@ def _save_model(model, tokenizer, base_dir: Path, out: Path, dtype: str) -> None
     for name in TOKENIZER_FILES:
         if (base_dir / name).is_file():
             shutil.copyfile(base_dir / name, out / name)
-
-
-def counts_summary(counts: DataCounts) -> str:
-    return (
-        f"{counts.questions} questions ({counts.answerable} answerable, {counts.unanswerable} unanswerable); "
-        f"{counts.repaired} answer offsets repaired, {counts.skipped} examples skipped"
-    )

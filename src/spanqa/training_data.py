@@ -22,7 +22,6 @@ class TrainItem:
     question: str
     context: str
     span: tuple[int, int] | None  # answer characters, None for an unanswerable question
-    source: str = ""
 
 
 @dataclass
@@ -71,7 +70,7 @@ def build_items(
         file_counts: dict[str, int] = {"questions": 0, "repaired": 0, "skipped": 0, "negatives_added": 0}
         file_items = []
         for ex in examples:
-            item = _to_item(ex, file_counts, str(path))
+            item = _to_item(ex, file_counts)
             if item is not None:
                 file_items.append(item)
         # synthetic negatives only for files without real ones (SQuAD 1.1 style)
@@ -81,7 +80,7 @@ def build_items(
                     pairs = make_negatives(examples, kind, rate, rng)
                     file_counts[f"negatives_{kind}"] = len(pairs)
                     file_counts["negatives_added"] += len(pairs)
-                    file_items += [TrainItem(q, c, None, f"{path}:{kind}") for q, c in pairs]
+                    file_items += [TrainItem(q, c, None) for q, c in pairs]
         counts.per_file[f"{path.name}" + (f"@{n}" if n else "") + (f"*{repeat}" if repeat > 1 else "")] = (
             file_counts
         )
@@ -97,10 +96,10 @@ def build_items(
     return items, counts
 
 
-def _to_item(ex: Example, counts: dict[str, int], source: str) -> TrainItem | None:
+def _to_item(ex: Example, counts: dict[str, int]) -> TrainItem | None:
     counts["questions"] += 1
     if ex.is_impossible or not ex.answers:
-        return TrainItem(ex.question, ex.context, None, source)
+        return TrainItem(ex.question, ex.context, None)
     gold = ex.answers[0]
     span = locate_answer(ex.context, gold)
     if span is None:
@@ -108,7 +107,7 @@ def _to_item(ex: Example, counts: dict[str, int], source: str) -> TrainItem | No
         return None
     if span[0] != gold.start + (len(gold.text) - len(gold.text.lstrip())):
         counts["repaired"] += 1
-    return TrainItem(ex.question, ex.context, span, source)
+    return TrainItem(ex.question, ex.context, span)
 
 
 def label_windows(windower: Windower, items: list[TrainItem]) -> tuple[Windows, np.ndarray]:
