@@ -46,13 +46,9 @@ def test_the_reader_feeds_the_model_what_transformers_would(kind):
     assert windows.ids[0].tolist() == encoded["input_ids"][0].tolist()
     with torch.inference_mode():
         expected = model(**encoded).start_logits[0].numpy()
-    batch = pad_batch(windows, [0, 1], reader.pad_id)
-    if not reader.token_types:
-        batch["token_type_ids"].fill(0)
+    batch = pad_batch(windows, [0, 1], reader.pad_id, reader.token_types)
     start, _ = reader.backend.run({k: batch[k] for k in reader.backend.input_names})
     np.testing.assert_allclose(start[0], expected, atol=1e-5)
-    short = pad_batch(windows, [1], reader.pad_id)  # the shorter window alone, then padded in the batch
-    if not reader.token_types:
-        short["token_type_ids"].fill(0)
+    short = pad_batch(windows, [1], reader.pad_id, reader.token_types)  # the shorter window alone, padded
     alone, _ = reader.backend.run({k: short[k] for k in reader.backend.input_names})
     np.testing.assert_allclose(start[1, : alone.shape[1]], alone[0], atol=1e-5)

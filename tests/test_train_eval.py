@@ -290,3 +290,15 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(
         assert json.loads(resumed) == json.loads(whole)
     else:
         assert out.read_text(encoding="utf-8") == whole_file
+
+
+def test_a_model_with_one_token_type_trains_and_exports(tmp_path, monkeypatch):
+    """Training and export verification batch like the reader: type ids 0 for a one-type model."""
+    from spanqa.export import verify_inputs
+    from spanqa.train import train
+    from tiny_models import build_tiny_model
+
+    base = build_tiny_model("bert", tmp_path / "one-type", type_vocab_size=1)
+    assert verify_inputs(base)["token_type_ids"].max() == 0
+    out = train(_config(base, tmp_path / "trained", epochs=1, max_examples=6))
+    assert (out / "model.safetensors").is_file()

@@ -192,14 +192,14 @@ def export_onnx(
 
 def verify_inputs(model_dir: Path) -> dict[str, np.ndarray]:
     """VERIFY_QUESTIONS about VERIFY_CONTEXT as one padded batch of windows, through spanqa's windowing."""
-    from spanqa.model_dir import load_tokenizer, read_config
+    from spanqa.model_dir import input_spec, load_tokenizer, read_config
     from spanqa.windows import Windower, pad_batch
 
     windows = Windower(load_tokenizer(model_dir), 128, 32)(
         list(VERIFY_QUESTIONS), [VERIFY_CONTEXT] * len(VERIFY_QUESTIONS)
     )
-    pad_id = read_config(model_dir).get("pad_token_id")
-    return pad_batch(windows, list(range(len(windows))), int(pad_id) if pad_id is not None else 0)
+    pad_id, token_types = input_spec(read_config(model_dir))
+    return pad_batch(windows, list(range(len(windows))), pad_id, token_types)
 
 
 def _logits_module(model: Any, input_names: tuple[str, ...]) -> Any:

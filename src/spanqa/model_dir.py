@@ -98,6 +98,16 @@ def read_config(model_dir: Path) -> dict[str, Any]:
         raise ModelError(f"cannot read {model_dir / 'config.json'}: {e}") from None
 
 
+def input_spec(config: dict[str, Any]) -> tuple[int, bool]:
+    """(padding id, whether the model reads token types): what every batch for this model must respect.
+
+    Models with fewer than two token types get all-zero type ids: a tokenizer may still mark the context
+    1, which would index past their type embeddings (or mean nothing to them).
+    """
+    pad_id = config.get("pad_token_id")
+    return (int(pad_id) if pad_id is not None else 0), int(config.get("type_vocab_size", 2) or 0) > 1
+
+
 def max_positions(config: dict[str, Any]) -> int:
     """The longest window the model can read."""
     n = int(config.get("max_position_embeddings") or 512)

@@ -20,7 +20,7 @@ from spanqa.bucketing import BATCH_SIZE, length_batches
 from spanqa.calibration import Calibrator
 from spanqa.decode import best_spans, char_span
 from spanqa.errors import InputError, check_positive
-from spanqa.model_dir import load_tokenizer, max_positions, read_card, read_config, resolve_model
+from spanqa.model_dir import input_spec, load_tokenizer, max_positions, read_card, read_config, resolve_model
 from spanqa.prediction import Answer, Prediction
 from spanqa.retrieve import Retrieval, as_retrieval, plan_reads
 from spanqa.windows import Windower, pad_batch, pad_offsets
@@ -60,8 +60,7 @@ class Reader:
         self.model_dir = model_dir
         self.pad_id = pad_id
         self.max_positions = max_positions
-        # False for models with fewer than two token types: the tokenizer may still mark the context 1,
-        # which would index past their type embeddings (or mean nothing to them).
+        # False for models with fewer than two token types (model_dir.input_spec): their batches get zeros.
         self.token_types = token_types
         self.calibrator = Calibrator.from_card(self.card)
         self._windowers: dict[tuple[int, int], Windower] = {}  # one per (window length, stride)
@@ -75,15 +74,15 @@ class Reader:
         model_dir = resolve_model(model)
         config = read_config(model_dir)
         tokenizer = load_tokenizer(model_dir)
-        pad_id = config.get("pad_token_id")
+        pad_id, token_types = input_spec(config)
         return cls(
             load_backend(backend, model_dir, threads),
             tokenizer,
             card=read_card(model_dir),
             model_dir=model_dir,
-            pad_id=int(pad_id) if pad_id is not None else 0,
+            pad_id=pad_id,
             max_positions=max_positions(config),
-            token_types=int(config.get("type_vocab_size", 2) or 0) > 1,
+            token_types=token_types,
         )
 
     @property
@@ -154,9 +153,7 @@ class Reader:
         pending = [_Pending() for _ in items]
         bar = _progress(len(windows), progress)
         for index in length_batches(windows.lengths(), batch_size):
-            batch = pad_batch(windows, index, self.pad_id)
-            if not self.token_types:
-                batch["token_type_ids"].fill(0)
+            batch = pad_batch(windows, index, self.pad_id, self.token_types)
             start, end = self.backend.run({k: batch[k] for k in self.backend.input_names})
             offsets = pad_offsets(windows, index, batch["input_ids"].shape[1])
             spans = best_spans(

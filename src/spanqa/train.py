@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from spanqa.errors import InputError
-from spanqa.model_dir import load_tokenizer, max_positions, read_card, read_config, resolve_model, write_card
+from spanqa.model_dir import (
+    input_spec,
+    load_tokenizer,
+    max_positions,
+    read_card,
+    read_config,
+    resolve_model,
+    write_card,
+)
 from spanqa.training_data import bucketed_batches, build_items, label_windows
 from spanqa.windows import Windower, pad_batch
 
@@ -110,7 +118,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     _set_dropout(model, cfg.dropout)
     model.train()
     accepted = _accepted_inputs(model)
-    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    pad_id, token_types = input_spec(model.config.to_dict())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optim = torch.optim.AdamW(
@@ -138,7 +146,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     bar = tqdm(total=n_windows, initial=done, unit="win", desc="train", smoothing=0.05, mininterval=2.0)
     started, last_ckpt = time.time(), time.time()
     for s in range(step, total_steps):
-        batch = pad_batch(windows, schedule[s], pad_id)
+        batch = pad_batch(windows, schedule[s], pad_id, token_types)
         inputs = {k: torch.from_numpy(v) for k, v in batch.items() if k in accepted}
         y = torch.from_numpy(labels[schedule[s]])
         outputs = model(**inputs)

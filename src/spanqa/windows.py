@@ -160,8 +160,13 @@ def answer_tokens(offsets: np.ndarray, start_char: int, end_char: int) -> tuple[
     return int(starts[0]), int(ends[-1])
 
 
-def pad_batch(windows: Windows, index: list[int] | np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-    """The chosen windows as padded arrays, padded only to the longest of them."""
+def pad_batch(
+    windows: Windows, index: list[int] | np.ndarray, pad_id: int, token_types: bool = True
+) -> dict[str, np.ndarray]:
+    """The chosen windows as padded arrays, padded only to the longest of them.
+
+    `token_types=False` (models with one token type, see model_dir.input_spec) leaves every type id 0.
+    """
     length = max(len(windows.ids[i]) for i in index)
     n = len(index)
     input_ids = np.full((n, length), pad_id, dtype=np.int64)
@@ -170,7 +175,8 @@ def pad_batch(windows: Windows, index: list[int] | np.ndarray, pad_id: int) -> d
     for row, i in enumerate(index):
         k = len(windows.ids[i])
         input_ids[row, :k] = windows.ids[i]
-        type_ids[row, :k] = windows.type_ids[i]
+        if token_types:
+            type_ids[row, :k] = windows.type_ids[i]
         mask[row, :k] = 1
     return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": type_ids}
 
