@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanqa.calibration import expected_calibration_error
+from spanqa.calibration import expected_calibration_error, reliability_bins
 from spanqa.metrics import (
     answerability_auc,
     best_cut,
@@ -21,7 +21,7 @@ from spanqa.metrics import (
     normalize_answer,
     squad_v2_eval,
 )
-from spanqa.plots import reliability_bins, threshold_curves
+from spanqa.plots import threshold_curves
 
 # the official script's keys, in its order, when the data has both kinds of question and na_probs
 OFFICIAL_KEYS = [

@@ -64,19 +64,26 @@ def fit_platt(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50) -
     return Calibrator((float(w[0]), float(w[1])), float(w[2]))
 
 
-def expected_calibration_error(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    """ECE over equal-width probability bins: the mean |accuracy - confidence|, weighted by bin size."""
+def reliability_bins(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict[str, np.ndarray]:
+    """Per equal-width probability bin: mean score, accuracy and count (NaN scores for empty bins)."""
     prob = np.asarray(prob, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
+    which = np.minimum((prob * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(which, weights=prob, minlength=bins) / count
+        acc = np.bincount(which, weights=correct, minlength=bins) / count
+    return {"confidence": conf, "accuracy": acc, "count": count}
+
+
+def expected_calibration_error(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """ECE over equal-width probability bins: the mean |accuracy - confidence|, weighted by bin size."""
     if len(prob) == 0:
         return 0.0
-    which = np.minimum((prob * bins).astype(int), bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - prob[sel].mean())
-    return float(ece)
+    b = reliability_bins(prob, correct, bins)
+    full = b["count"] > 0
+    weights = b["count"][full] / b["count"].sum()
+    return float(np.sum(weights * np.abs(b["accuracy"][full] - b["confidence"][full])))
 
 
 def fit_calibrator(x: np.ndarray, y: np.ndarray) -> Calibrator:

@@ -69,23 +69,11 @@ def plot_threshold(
     return _save(fig, plt, out)
 
 
-def reliability_bins(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict[str, np.ndarray]:
-    """Per equal-width bin: mean score, accuracy and count (the bins of expected_calibration_error)."""
-    prob = np.asarray(prob, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    which = np.minimum((prob * bins).astype(int), bins - 1)
-    count = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        conf = np.bincount(which, weights=prob, minlength=bins) / count
-        acc = np.bincount(which, weights=correct, minlength=bins) / count
-    return {"confidence": conf, "accuracy": acc, "count": count}
-
-
 def plot_reliability(
     curves: dict[str, tuple[Sequence[float], Sequence[float]]], out: Path, bins: int = 10, title: str = ""
 ) -> Path:
     """A reliability diagram: accuracy against mean score per bin, one line per named (scores, correct)."""
-    from spanqa.calibration import expected_calibration_error
+    from spanqa.calibration import expected_calibration_error, reliability_bins
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.5))

@@ -79,21 +79,22 @@ class EdgeMiddleware:
             else:
                 await self.app(scope, receive_limited, send_with_id)
         finally:
-            access_log.info(
-                json.dumps(
-                    {
-                        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                        "event": "http",
-                        "request_id": rid,
-                        "method": scope.get("method"),
-                        "path": scope.get("path"),
-                        "status": status,
-                        "latency_ms": round((time.perf_counter() - began) * 1000, 2),
-                        "bytes_in": received,
-                        "client": (scope.get("client") or ("-",))[0],
-                    }
+            if access_log.isEnabledFor(logging.INFO):  # no JSON built per request when nobody reads it
+                access_log.info(
+                    json.dumps(
+                        {
+                            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                            "event": "http",
+                            "request_id": rid,
+                            "method": scope.get("method"),
+                            "path": scope.get("path"),
+                            "status": status,
+                            "latency_ms": round((time.perf_counter() - began) * 1000, 2),
+                            "bytes_in": received,
+                            "client": (scope.get("client") or ("-",))[0],
+                        }
+                    )
                 )
-            )
 
     def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
         """Answers given before reading the body: too large by its Content-Length, or not JSON."""
