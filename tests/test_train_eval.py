@@ -154,9 +154,10 @@ def test_evaluate_tune_updates_the_card_and_the_reader_uses_it(trained: Path, tm
     assert tuned_f1 == pytest.approx(tuned["f1"])
     for t in [-math.inf, math.inf] + [p.null_score_diff for p in preds]:
         assert _f1_at(golds, examples, preds, t) <= tuned_f1 + 1e-9
-    # answer scores are the stored calibration applied to the raw scores
-    reader.calibrator = Calibrator()
-    raw = reader.answer_batch(items)
+    # answer scores are the stored calibration applied to the raw scores (softmax shares)
+    raw = reader.answer_batch(items, calibrated=False)
+    assert reader.calibrator == Calibrator.from_card(card)  # asking for raw scores changes nothing
+    assert [r.answers[0].score for r in raw] != [p.answers[0].score for p in preds]
     cal = Calibrator.from_card(card)
     for p, r in zip(preds, raw):
         if p.answers:
@@ -302,3 +303,43 @@ def test_a_model_with_one_token_type_trains_and_exports(tmp_path, monkeypatch):
     assert verify_inputs(base)["token_type_ids"].max() == 0
     out = train(_config(base, tmp_path / "trained", epochs=1, max_examples=6))
     assert (out / "model.safetensors").is_file()
+
+
+def test_null_weight_weighs_no_answer_windows():
+    import torch
+
+    from spanqa.train import window_loss
+
+    torch.manual_seed(0)
+    start, end = torch.randn(3, 7), torch.randn(3, 7)
+    labels = torch.tensor([[0, 0], [2, 4], [0, 0]])
+    ce = torch.nn.functional.cross_entropy
+    per = (ce(start, labels[:, 0], reduction="none") + ce(end, labels[:, 1], reduction="none")) / 2
+    assert torch.isclose(window_loss(start, end, labels), per.mean())
+    expected = (3 * per[0] + per[1] + 3 * per[2]) / 7
+    assert torch.isclose(window_loss(start, end, labels, null_weight=3.0), expected)
+    # a window whose start alone is CLS is not a no-answer label
+    half = torch.tensor([[0, 3], [2, 4], [1, 1]])
+    per_half = (ce(start, half[:, 0], reduction="none") + ce(end, half[:, 1], reduction="none")) / 2
+    assert torch.isclose(window_loss(start, end, half, null_weight=3.0), per_half.mean())
+
+
+def test_null_weight_must_be_positive(tmp_path, capsys):
+    fixture = Path(__file__).parent / "fixtures"
+    squad = next(iter(sorted(fixture.glob("*.json"))))
+    code = main(
+        [
+            "train",
+            "--base",
+            str(tmp_path),
+            "--train",
+            str(squad),
+            "--out",
+            str(tmp_path / "o"),
+            "--null-weight",
+            "0",
+        ]
+    )
+    assert code == 2
+    assert "--null-weight must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

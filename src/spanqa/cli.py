@@ -335,6 +335,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="negatives per answerable question made by changing the question (negation, antonym, "
         "number or name the paragraph lacks)",
     )
+    p.add_argument(
+        "--null-weight",
+        type=float,
+        default=1.0,
+        help="loss weight of windows whose answer is 'no answer' (the CLS token), relative to the others",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-dtype", choices=["float32", "float16"], default="float32")
     p.add_argument(
@@ -364,6 +370,7 @@ def _train(args: argparse.Namespace) -> int:
         negatives=args.negatives,
         drop_negatives=args.drop_negatives,
         perturb_negatives=args.perturb_negatives,
+        null_weight=args.null_weight,
         seed=args.seed,
         checkpoint_minutes=args.checkpoint_minutes,
         save_dtype=args.save_dtype,

@@ -98,16 +98,15 @@ def read_questions(
     def read_chunk(indexes: list[int]) -> list[dict[str, Any]]:
         chunk = [examples[i] for i in indexes]
         preds = reader.answer_batch(
-            [(ex.question, ex.context) for ex in chunk], batch_size=batch_size, top_k=1, **reading
+            [(ex.question, ex.context) for ex in chunk],
+            batch_size=batch_size,
+            top_k=1,
+            calibrated=False,
+            **reading,
         )
         return [asdict(_result(ex, pred)) for ex, pred in zip(chunk, preds)]
 
-    saved = reader.calibrator
-    reader.calibrator = Calibrator()
-    try:
-        records = run_resumable([ex.id for ex in examples], read_chunk, journal, progress=progress)
-    finally:
-        reader.calibrator = saved
+    records = run_resumable([ex.id for ex in examples], read_chunk, journal, progress=progress)
     return [QuestionResult(**r) for r in records]
 
 

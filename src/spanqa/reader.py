@@ -137,10 +137,13 @@ class Reader:
         doc_stride: int = DEFAULT_DOC_STRIDE,
         progress: bool = False,
         retrieve: str | Retrieval = "auto",
+        calibrated: bool = True,
     ) -> list[Prediction]:
         """Answer many (question, context) pairs; windows of all of them are batched by length.
 
         Results come back in input order and equal what `answer` gives for each pair alone.
+        `calibrated=False` gives raw scores (each answer's softmax share) instead of the model's
+        calibrated probabilities; evaluation and tuning read the raw features from them.
         """
         _check_options(top_k, max_answer_len, batch_size)
         items = list(items)
@@ -165,7 +168,10 @@ class Reader:
             bar.update(len(index))
         bar.close()
         threshold = self.null_threshold if null_threshold is None else float(null_threshold)
-        return plan.restore([self._finish(p, items[i], top_k, threshold) for i, p in enumerate(pending)])
+        calibrator = self.calibrator if calibrated else Calibrator()
+        return plan.restore(
+            [self._finish(p, items[i], top_k, threshold, calibrator) for i, p in enumerate(pending)]
+        )
 
     def _windower(self, max_seq_len: int | None, doc_stride: int) -> Windower:
         length = max_seq_len or self.max_seq_len
@@ -176,7 +182,8 @@ class Reader:
             self._windowers[key] = Windower(self.tokenizer, length, doc_stride, self._tokenizer_lock)
         return self._windowers[key]
 
-    def _finish(self, p: _Pending, item: Item, top_k: int, threshold: float) -> Prediction:
+    @staticmethod
+    def _finish(p: _Pending, item: Item, top_k: int, threshold: float, calibrator: Calibrator) -> Prediction:
         ranked = sorted(p.spans.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
         if not ranked:  # no window had a valid span (e.g. max_answer_len shorter than any token)
             return Prediction([], True, float("-inf"))
@@ -185,7 +192,7 @@ class Reader:
         answers = []
         for (doc, a, b), score in ranked:
             context = item[1][doc] if multi else item[1]
-            prob = self.calibrator.score(score - p.null, score - total)
+            prob = calibrator.score(score - p.null, score - total)
             answers.append(Answer(context[a:b], a, b, prob, doc if multi else None))
         diff = ranked[0][1] - p.null
         return Prediction(answers, bool(diff < threshold), float(diff))

@@ -53,6 +53,7 @@ class TrainConfig:
     negatives: float = 0.0  # other-paragraph negatives per answerable question (SQuAD 1.1 files only)
     drop_negatives: float = 0.0  # answer-sentence-dropped negatives per answerable question
     perturb_negatives: float = 0.0  # perturbed-question negatives per answerable question
+    null_weight: float = 1.0  # loss weight of windows labelled "no answer", relative to answer windows
     seed: int = 0
     warmup: float = 0.06
     weight_decay: float = 0.01
@@ -74,6 +75,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if not cfg.null_weight > 0:
+        raise InputError(f"--null-weight must be positive, got {cfg.null_weight}")
     out = Path(cfg.out)
     ckpt_file = out / "checkpoint.pt"
     if out.exists() and any(out.iterdir()) and not resume:
@@ -150,8 +153,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         inputs = {k: torch.from_numpy(v) for k, v in batch.items() if k in accepted}
         y = torch.from_numpy(labels[schedule[s]])
         outputs = model(**inputs)
-        loss_fn = torch.nn.functional.cross_entropy
-        loss = (loss_fn(outputs.start_logits, y[:, 0]) + loss_fn(outputs.end_logits, y[:, 1])) / 2
+        loss = window_loss(outputs.start_logits, outputs.end_logits, y, cfg.null_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optim.step()
@@ -196,6 +198,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         tune_model(out, cfg.tune)
     return out
+
+
+def window_loss(start_logits, end_logits, labels, null_weight: float = 1.0):
+    """Mean start/end cross-entropy over a batch; windows labelled CLS (no answer) weigh `null_weight`."""
+    import torch
+
+    ce = torch.nn.functional.cross_entropy
+    per_window = (
+        ce(start_logits, labels[:, 0], reduction="none") + ce(end_logits, labels[:, 1], reduction="none")
+    ) / 2
+    if null_weight == 1.0:
+        return per_window.mean()
+    is_null = (labels[:, 0] == 0) & (labels[:, 1] == 0)
+    weights = torch.where(is_null, null_weight, 1.0).to(per_window.dtype)
+    return (weights * per_window).sum() / weights.sum()
 
 
 def _lost_answers(item: list[int], labels: np.ndarray, items: list) -> int:
