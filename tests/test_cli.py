@@ -387,3 +387,15 @@ def test_the_installed_command_fails_in_one_line(tmp_path):
     assert_one_line_error(done.returncode, done.stderr.decode(), "could not be downloaded")
     done = spanqa("ask", "--model", str(tmp_path), QUESTION, stdin=b"\xff\xfe binary")
     assert_one_line_error(done.returncode, done.stderr.decode(), "stdin is not valid UTF-8")
+
+
+@pytest.mark.parametrize("value,no_answer", [("-1e9", False), ("1e9", True), ("-inf", False)])
+def test_null_threshold_takes_negative_values_in_any_float_spelling(
+    capsys, monkeypatch, model, value, no_answer
+):
+    args = ("ask", "--model", model, "--context", CONTEXT, "--json")
+    code, out, _ = run(capsys, monkeypatch, *args, "--null-threshold", value, QUESTION)
+    assert code == 0 and json.loads(out)["no_answer"] is no_answer
+    # a question that looks like a number stays the question
+    code, out, _ = run(capsys, monkeypatch, *args, "--null-threshold", value, "--", "-5")
+    assert code == 0 and json.loads(out)["no_answer"] is no_answer

@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
@@ -42,6 +42,29 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+# Options whose value may be negative in any float spelling: argparse reads "-1e9" (unlike "-1" or "-2.5") as
+# an option name, so "--null-threshold -1e9" would fail with "expected one argument".
+_SIGNED_OPTIONS = ("--null-threshold",)
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for tok in argv:
+        if out and out[-1] in _SIGNED_OPTIONS and tok.startswith("-") and _is_float(tok):
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # Modules that add their own subcommands, each with a COMMANDS dict shaped like the one at the end of this
