@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from spanqa.bucketing import BATCH_SIZE
 from spanqa.errors import SpanqaError
@@ -15,14 +17,23 @@ from spanqa.errors import SpanqaError
 EXIT_USAGE = 2
 
 
+# Python 3.11's argparse takes "-1" and "-2.5" for values but "-1e9" and "-inf" for option names, so
+# "--null-threshold -1e9" failed with "expected one argument". Subparsers are built by the same class.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         self.exit(EXIT_USAGE, f"spanqa: error: {message}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
@@ -42,29 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-
-
-# Options whose value may be negative in any float spelling: argparse reads "-1e9" (unlike "-1" or "-2.5") as
-# an option name, so "--null-threshold -1e9" would fail with "expected one argument".
-_SIGNED_OPTIONS = ("--null-threshold",)
-
-
-def _join_negative_values(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    for tok in argv:
-        if out and out[-1] in _SIGNED_OPTIONS and tok.startswith("-") and _is_float(tok):
-            out[-1] = f"{out[-1]}={tok}"
-        else:
-            out.append(tok)
-    return out
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # Modules that add their own subcommands, each with a COMMANDS dict shaped like the one at the end of this

@@ -208,8 +208,6 @@ def window_loss(start_logits, end_logits, labels, null_weight: float = 1.0):
     per_window = (
         ce(start_logits, labels[:, 0], reduction="none") + ce(end_logits, labels[:, 1], reduction="none")
     ) / 2
-    if null_weight == 1.0:
-        return per_window.mean()
     is_null = (labels[:, 0] == 0) & (labels[:, 1] == 0)
     weights = torch.where(is_null, null_weight, 1.0).to(per_window.dtype)
     return (weights * per_window).sum() / weights.sum()
