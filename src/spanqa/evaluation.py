@@ -139,6 +139,11 @@ def na_probs(results: Sequence[QuestionResult]) -> dict[str, float]:
     return {r.id: na_prob(r.answerability) for r in results}
 
 
+def with_top_answer(results: Sequence[QuestionResult]) -> list[QuestionResult]:
+    """The results whose question got a top answer (the model found a span): what calibration is about."""
+    return [r for r in results if math.isfinite(r.log_share)]
+
+
 def calibrated_scores(
     results: Sequence[QuestionResult], calibrator: Calibrator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +151,7 @@ def calibrated_scores(
 
     Questions where the model found no span have no top answer and are left out.
     """
-    kept = [r for r in results if math.isfinite(r.log_share)]
+    kept = with_top_answer(results)
     scores = np.array([calibrator.score(*r.features()) for r in kept], dtype=np.float64)
     correct = np.array([r.top_correct for r in kept], dtype=np.float64)
     return scores, correct

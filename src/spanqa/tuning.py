@@ -29,6 +29,7 @@ from spanqa.evaluation import (
     evaluate_results,
     read_questions,
     with_threshold,
+    with_top_answer,
 )
 from spanqa.metrics import best_cut, get_raw_scores
 from spanqa.model_dir import read_card, resolve_model, write_card
@@ -88,7 +89,7 @@ def tune_results(
     best_f1, threshold = best_threshold(results)
     tuned = with_threshold(results, threshold)
     raw_scores, correct = calibrated_scores(results, Calibrator())
-    kept = [r for r in results if math.isfinite(r.log_share)]
+    kept = with_top_answer(results)
     x = np.array([r.features() for r in kept], dtype=np.float64).reshape(-1, 2)
     calibrator = fit_calibrator(x, correct)
     fitted_scores, _ = calibrated_scores(results, calibrator)
