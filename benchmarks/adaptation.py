@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def evaluate(model_dir: Path, examples: list, max_seq_len: int, batch_size: int) -> dict:
     """EM/F1 of the top answer and at the model's threshold, on the same windows for every model."""
     from spanqa import Reader
-    from spanqa.evaluation import evaluate_results, read_questions, with_threshold
+    from spanqa.evaluation.evaluate import evaluate_results, read_questions, with_threshold
 
     started = time.time()
     reader = Reader.load(model_dir)
@@ -78,9 +78,9 @@ def evaluate(model_dir: Path, examples: list, max_seq_len: int, batch_size: int)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    from spanqa.model_dir import read_card, resolve_model
-    from spanqa.squad import load_squad
-    from spanqa.train import TrainConfig, train
+    from spanqa.backends.model_dir import read_card, resolve_model
+    from spanqa.evaluation.squad import load_squad
+    from spanqa.training.loop import TrainConfig, train
 
     base = resolve_model(args.model)
     train_file, dev_file = args.data_dir / "tydiqa-en-train.json", args.data_dir / "tydiqa-en-dev.json"

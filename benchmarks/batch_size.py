@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from spanqa import Reader
-    from spanqa.squad import load_squad
+    from spanqa.evaluation.squad import load_squad
 
     sizes = [int(s) for s in args.sizes.split(",")]
     items = [(ex.question, ex.context) for ex in load_squad(args.data)[: args.limit]]

@@ -71,7 +71,7 @@ class LoadResult:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from spanqa.squad import load_squad
+    from spanqa.evaluation.squad import load_squad
 
     examples = load_squad(args.data)[: args.questions]
     bodies = [json.dumps({"question": ex.question, "context": ex.context}).encode() for ex in examples]
@@ -98,7 +98,7 @@ def offline_throughput(args: argparse.Namespace, backend: str, items: list[tuple
 
 
 def serve_and_load(args: argparse.Namespace, backend: str, bodies: list[bytes]) -> tuple[LoadResult, float]:
-    from spanqa.cli_serve import child_server
+    from spanqa.cli.serve import child_server
 
     serve = [
         "--backend",
@@ -199,8 +199,8 @@ def row(backend: str, args: argparse.Namespace, offline: float, r: LoadResult, p
 
 
 def table(rows: list[dict], args: argparse.Namespace, questions: int) -> str:
-    from spanqa.bench import cpu_model
-    from spanqa.onnx_backend import cpu_cores
+    from spanqa.backends.onnx_backend import cpu_cores
+    from spanqa.evaluation.bench import cpu_model
 
     cpu = cpu_model()
     lines = [

@@ -37,8 +37,8 @@ class Question:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from spanqa.reader import Reader
-    from spanqa.retrieve import Retrieval
+    from spanqa.reading.reader import Reader
+    from spanqa.retrieval.plan import Retrieval
 
     reader = Reader.load(args.model, backend=args.backend, threads=args.threads)
     articles, questions = load_articles(args.data)
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_articles(path: Path) -> tuple[list[str], list[Question]]:
     """Each article's paragraphs joined by blank lines, and every question with its article's number."""
-    from spanqa.squad import load_squad
+    from spanqa.evaluation.squad import load_squad
 
     article_of: dict[str, int] = {}
     paragraphs: dict[int, dict[int, str]] = {}  # article -> paragraph number -> text, in file order
@@ -128,9 +128,9 @@ def _doc_tokens(tokens: list[int], combined: list[tuple[str, int]], kind: str, a
 def run_setting(reader, questions: list[Question], docs: list[str], retrieval, name: str, sizes) -> dict:
     from tqdm import tqdm
 
-    from spanqa.metrics import compute_exact, compute_f1, gold_texts
-    from spanqa.reader import DEFAULT_DOC_STRIDE
-    from spanqa.retrieve import plan_reads
+    from spanqa.evaluation.metrics import compute_exact, compute_f1, gold_texts
+    from spanqa.reading.reader import DEFAULT_DOC_STRIDE
+    from spanqa.retrieval.plan import plan_reads
 
     windower = reader._windower(None, DEFAULT_DOC_STRIDE)
     for q in questions[:WARMUP]:
@@ -165,8 +165,8 @@ def run_setting(reader, questions: list[Question], docs: list[str], retrieval, n
 
 
 def format_table(rows: list[dict], args: argparse.Namespace, reader, n: int) -> str:
-    from spanqa.bench import cpu_model
-    from spanqa.onnx_backend import cpu_cores
+    from spanqa.backends.onnx_backend import cpu_cores
+    from spanqa.evaluation.bench import cpu_model
 
     head = (
         f"long_context: {n} questions from {args.data.name} (seed {args.seed}); model "

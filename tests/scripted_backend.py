@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from spanqa import Reader
-from spanqa.model_dir import load_tokenizer
+from spanqa.backends.model_dir import load_tokenizer
 
 
 class ScriptedBackend:

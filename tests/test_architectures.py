@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spanqa.windows import Windower, pad_batch
+from spanqa.reading.windows import Windower, pad_batch
 from tiny_models import CORPUS, KINDS, tiny_model_dir, tiny_reader
 
 QUESTION = "When was the lighthouse first lit?"

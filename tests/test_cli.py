@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from spanqa import Answer, Prediction
-from spanqa.cli import format_prediction, main
+from spanqa.cli.common import format_prediction
+from spanqa.cli.main import main
 from tiny_models import CORPUS, tiny_model_dir
 
 CONTEXT = " ".join(CORPUS)
@@ -172,9 +173,9 @@ def test_several_files_name_the_file_of_each_answer(capsys, monkeypatch, model, 
 
 
 def test_the_missing_default_model_is_one_line(capsys, monkeypatch, tmp_path):
-    import spanqa.model_dir
+    import spanqa.backends.model_dir
 
-    monkeypatch.setattr(spanqa.model_dir, "DEFAULT_MODEL_DIR", tmp_path / "model")
+    monkeypatch.setattr(spanqa.backends.model_dir, "DEFAULT_MODEL_DIR", tmp_path / "model")
     code, _, err = run(capsys, monkeypatch, "ask", "--context", CONTEXT, QUESTION)
     assert_one_line_error(code, err, "default model is missing")
 
@@ -362,7 +363,7 @@ def spanqa(*argv: str, stdin: bytes, env: dict | None = None) -> subprocess.Comp
     command = (
         [str(script)]
         if script.is_file()
-        else [sys.executable, "-c", "import sys; from spanqa.cli import main; sys.exit(main())"]
+        else [sys.executable, "-c", "import sys; from spanqa.cli.main import main; sys.exit(main())"]
     )
     return subprocess.run(
         [*command, *argv], input=stdin, capture_output=True, timeout=300, env={**os.environ, **(env or {})}

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scripted_backend import scripted_reader, token_id
-from spanqa.decode import best_spans, char_span, whole_graphemes
-from spanqa.windows import Windower
+from spanqa.reading.decode import best_spans, char_span, whole_graphemes
+from spanqa.reading.windows import Windower
 from tiny_models import tiny_model_dir
 
 NEG = -1e4

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spanqa import Reader
-from spanqa.model_dir import read_card
+from spanqa.backends.model_dir import read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (ROOT / "samples" / "lighthouse.txt").read_text(encoding="utf-8")

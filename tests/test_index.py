@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 from spanqa import InputError, Reader
-from spanqa.cli import main
-from spanqa.index import DocumentIndex
-from spanqa.passages import split_passages
+from spanqa.cli.main import main
+from spanqa.retrieval.index import DocumentIndex
+from spanqa.retrieval.passages import split_passages
 
 LIGHTHOUSE = (
     "The Old Point lighthouse stands on a granite headland at the mouth of the harbour.\n\n"
@@ -100,7 +100,7 @@ def test_answer_reads_the_retrieved_passages_and_points_into_the_document(corpus
 
 
 def test_a_failure_mid_add_leaves_the_index_as_it_was(corpus, monkeypatch):
-    import spanqa.index
+    import spanqa.retrieval.index
 
     with DocumentIndex(corpus / "i.db") as index:
         index.add([corpus / "faq.jsonl"])
@@ -113,12 +113,12 @@ def test_a_failure_mid_add_leaves_the_index_as_it_was(corpus, monkeypatch):
                 raise OSError("disk full")
             return real_split(text, max_chars)
 
-        real_split = spanqa.index.split_passages
-        monkeypatch.setattr(spanqa.index, "split_passages", failing_split)
+        real_split = spanqa.retrieval.index.split_passages
+        monkeypatch.setattr(spanqa.retrieval.index, "split_passages", failing_split)
         with pytest.raises(OSError, match="disk full"):
             index.add([corpus / "docs"])
         assert state(index) == before
-        monkeypatch.setattr(spanqa.index, "split_passages", real_split)
+        monkeypatch.setattr(spanqa.retrieval.index, "split_passages", real_split)
         assert len(index.add([corpus / "docs"]).added) == 2
 
 
@@ -130,7 +130,7 @@ def test_a_process_killed_mid_add_leaves_the_index_as_it_was(corpus):
     script = textwrap.dedent(
         """
         import os, signal, sys
-        from spanqa.index import DocumentIndex
+        from spanqa.retrieval.index import DocumentIndex
 
         def documents():
             for i in range(1000):

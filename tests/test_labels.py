@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanqa.squad import GoldAnswer, locate_answer
-from spanqa.training_data import TrainItem, label_windows
-from spanqa.windows import Windower, answer_tokens
+from spanqa.evaluation.squad import GoldAnswer, locate_answer
+from spanqa.reading.windows import Windower, answer_tokens
+from spanqa.training.data import TrainItem, label_windows
 
 CONTEXT = (
     "The lighthouse was first lit on 12 March 1849, using a lamp that burned whale oil. "

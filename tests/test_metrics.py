@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanqa.calibration import expected_calibration_error, reliability_bins
-from spanqa.metrics import (
+from spanqa.evaluation.metrics import (
     answerability_auc,
     best_cut,
     compute_exact,
@@ -21,7 +20,8 @@ from spanqa.metrics import (
     normalize_answer,
     squad_v2_eval,
 )
-from spanqa.plots import threshold_curves
+from spanqa.evaluation.plots import threshold_curves
+from spanqa.reading.calibration import expected_calibration_error, reliability_bins
 
 # the official script's keys, in its order, when the data has both kinds of question and na_probs
 OFFICIAL_KEYS = [

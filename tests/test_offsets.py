@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spanqa import InputError
-from spanqa.windows import Windower
+from spanqa.reading.windows import Windower
 from text_strategies import TRICKY, questions, texts
 from tiny_models import tiny_reader
 

@@ -12,19 +12,20 @@ import onnx
 import pytest
 
 from spanqa import ModelError, Reader
-from spanqa.backends import TorchBackend, load_backend
-from spanqa.bucketing import length_batches, padding_fraction
-from spanqa.cli import main
-from spanqa.export import (
+from spanqa.backends.export import ensure_cached_export
+from spanqa.backends.load import load_backend
+from spanqa.backends.model_cache import (
     FP32_FILE,
     INT8_FILE,
     cached_export_dir,
-    ensure_cached_export,
     model_fingerprint,
     read_report,
 )
-from spanqa.onnx_backend import auto_backend, choose_auto
-from spanqa.quantize import ffn_output_matmuls
+from spanqa.backends.onnx_backend import auto_backend, choose_auto
+from spanqa.backends.quantize import ffn_output_matmuls
+from spanqa.backends.torch_backend import TorchBackend
+from spanqa.cli.main import main
+from spanqa.reading.bucketing import length_batches, padding_fraction
 
 CONTEXT = (
     "The Old Point lighthouse stands on a granite headland at the mouth of the harbour. "
@@ -107,12 +108,12 @@ def test_int8_runs_and_answers_with_exact_offsets(model_dir: Path, int8_file: Pa
 
 
 def test_cache_is_reused(model_dir: Path, int8_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import spanqa.export
+    import spanqa.backends.export
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again although the cache holds this model")
 
-    monkeypatch.setattr(spanqa.export, "export_onnx", no_export)
+    monkeypatch.setattr(spanqa.backends.export, "export_onnx", no_export)
     assert ensure_cached_export(model_dir, int8=True) == int8_file
     assert Reader.load(model_dir, backend="onnx").backend.file == int8_file.parent / FP32_FILE
 
@@ -138,7 +139,7 @@ def test_changed_model_is_exported_again(tiny_bert_dir: Path, tmp_path: Path, ca
 def test_concurrent_first_uses_export_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    import spanqa.export
+    import spanqa.backends.export
 
     monkeypatch.setenv("SPANQA_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "m"
@@ -152,7 +153,7 @@ def test_concurrent_first_uses_export_once(tmp_path: Path, monkeypatch: pytest.M
         out.mkdir(parents=True, exist_ok=True)
         (out / FP32_FILE).write_bytes(b"onnx")
 
-    monkeypatch.setattr(spanqa.export, "export_onnx", fake_export)
+    monkeypatch.setattr(spanqa.backends.export, "export_onnx", fake_export)
     results: list[Path] = []
     threads = [
         threading.Thread(target=lambda: results.append(ensure_cached_export(model, False))) for _ in range(3)
@@ -167,14 +168,14 @@ def test_concurrent_first_uses_export_once(tmp_path: Path, monkeypatch: pytest.M
 def test_interrupted_export_leaves_no_partial_file(
     tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import spanqa.export
+    import spanqa.backends.export
 
     monkeypatch.setenv("SPANQA_CACHE", str(tmp_path / "cache"))
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(spanqa.export, "_quantize", interrupted)
+    monkeypatch.setattr(spanqa.backends.export, "_quantize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ensure_cached_export(tiny_bert_dir, int8=True)
     out = cached_export_dir(tiny_bert_dir)
@@ -214,9 +215,9 @@ def test_missing_onnxruntime_is_a_clear_model_error(
 def test_auto_follows_measurements_then_card_then_default(
     model_dir: Path, cache: Path, tmp_path: Path
 ) -> None:
-    from spanqa.export import write_json_atomic
-    from spanqa.model_dir import update_card
-    from spanqa.onnx_backend import DEFAULT_AUTO, bench_file
+    from spanqa.backends.model_cache import write_json_atomic
+    from spanqa.backends.model_dir import update_card
+    from spanqa.backends.onnx_backend import DEFAULT_AUTO, bench_file
 
     copy = Path(shutil.copytree(model_dir, tmp_path / "auto"))
     assert auto_backend(copy) == DEFAULT_AUTO
@@ -261,7 +262,7 @@ def test_smoothing_keeps_the_fp32_logits_and_tames_outlier_channels(
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from spanqa.smoothing import _activation_ranges, smooth_graph
+    from spanqa.backends.smoothing import _activation_ranges, smooth_graph
 
     fp32 = int8_file.parent / FP32_FILE
     calibration = _inputs(3, 24, 300, seed=11)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanqa import InputError
-from spanqa.passages import split_passages
+from spanqa.retrieval.passages import split_passages
 
 # Text built from the characters that matter to the splitter: words, sentence ends, quotes, line breaks,
 # blank lines, Unicode spaces, CJK full stops and astral characters.

@@ -20,11 +20,28 @@ QUESTION = "When was the lighthouse first lit?"
 TOLERANCE = 1e-5
 
 
-def same_prediction(batched, single) -> None:
-    """Same spans in the same order, scores equal within TOLERANCE."""
-    assert [(a.doc, a.start, a.end, a.text) for a in batched.answers] == [
-        (a.doc, a.start, a.end, a.text) for a in single.answers
-    ]
+def same_prediction(batched, single, contexts: list[str] | None = None) -> None:
+    """Same spans in the same order, scores equal within TOLERANCE.
+
+    Answers whose scores tie within TOLERANCE form an unordered group: batched and single runs round floats
+    differently on some CPUs (AVX-512), so either of two tied spans may come first, and the last group may
+    keep a different one of them under top_k. With `contexts`, a document is told by its text (identical
+    contexts tie on every span).
+    """
+
+    def groups(pred) -> list[set]:
+        out: list[tuple[float, set]] = []
+        for a in pred.answers:
+            key = (contexts[a.doc or 0] if contexts is not None else a.doc, a.start, a.end, a.text)
+            if out and abs(out[-1][0] - a.score) <= TOLERANCE:
+                out[-1][1].add(key)
+            else:
+                out.append((a.score, {key}))
+        return [g for _, g in out]
+
+    got, want = groups(batched), groups(single)
+    assert len(got) == len(want) and got[:-1] == want[:-1]
+    assert [len(g) for g in got] == [len(g) for g in want]
     assert [a.score for a in batched.answers] == pytest.approx(
         [a.score for a in single.answers], abs=TOLERANCE
     )
@@ -61,8 +78,8 @@ def test_answer_batch_equals_answer_one_by_one(kind, items, batch_size, top_k, m
             return
     batched = reader.answer_batch(items, batch_size=batch_size, **options)
     assert len(batched) == len(items)
-    for b, s in zip(batched, singles):
-        same_prediction(b, s)
+    for b, s, (_, context) in zip(batched, singles, items):
+        same_prediction(b, s, [context] if isinstance(context, str) else context)
 
 
 def test_answer_batch_keeps_input_order_whatever_the_lengths():

@@ -6,10 +6,10 @@ import sys
 import pytest
 
 from spanqa import InputError, Reader
-from spanqa.bm25 import match_query, query_terms, rank_passages
-from spanqa.cli import main
-from spanqa.passages import split_passages
-from spanqa.retrieve import Retrieval, plan_reads, select_regions
+from spanqa.cli.main import main
+from spanqa.retrieval.bm25 import match_query, query_terms, rank_passages
+from spanqa.retrieval.passages import split_passages
+from spanqa.retrieval.plan import Retrieval, plan_reads, select_regions
 
 FILLER = [
     "Numbers like 3.14, 1,000 and 42% appear in text; so do e-mail@example.com and URLs.",

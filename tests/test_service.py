@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from spanqa import Reader
-from spanqa.service import ServiceSettings, create_app
+from spanqa.service.app import ServiceSettings, create_app
 
 CONTEXT = "😀 The lighthouse was first lit on 12 March 1849, using a lamp that burned whale oil."
 GOOD = {"question": "When was the lighthouse first lit?", "context": CONTEXT}
@@ -310,7 +310,7 @@ def test_access_log_is_json_with_request_id_and_latency(client, caplog):
 
 
 def test_ask_over_a_document_index(reader, tmp_path):
-    from spanqa.index import DocumentIndex
+    from spanqa.retrieval.index import DocumentIndex
 
     docs = {
         "lighthouse": CONTEXT + "\n\nThe tower is 38 metres tall.",
@@ -333,7 +333,7 @@ def test_ask_over_a_document_index(reader, tmp_path):
 def test_serve_refuses_a_busy_port_or_a_missing_index_in_one_line(tiny_bert_dir, tmp_path, capsys):
     import socket
 
-    from spanqa.cli import main
+    from spanqa.cli.main import main
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

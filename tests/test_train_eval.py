@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from spanqa.calibration import Calibrator
-from spanqa.cli import main
-from spanqa.metrics import squad_v2_eval
-from spanqa.model_dir import read_card
-from spanqa.squad import load_squad
+from spanqa.backends.model_dir import read_card
+from spanqa.cli.main import main
+from spanqa.evaluation.metrics import squad_v2_eval
+from spanqa.evaluation.squad import load_squad
+from spanqa.reading.calibration import Calibrator
 from test_metrics import OFFICIAL_KEYS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval_squad_tiny.json"
 
 
 def _config(base: Path, out: Path, **changes):
-    from spanqa.train import TrainConfig
+    from spanqa.training.loop import TrainConfig
 
     settings = dict(
         base=str(base),
@@ -43,7 +43,7 @@ def _config(base: Path, out: Path, **changes):
 @pytest.fixture(scope="module")
 def trained(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model trained on the fixture and tuned on it by `train --tune`."""
-    from spanqa.train import train
+    from spanqa.training.loop import train
 
     out = tmp_path_factory.mktemp("trained") / "model"
     return train(_config(tiny_bert_dir, out, tune=str(FIXTURE)))
@@ -202,7 +202,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
     import torch
     from safetensors.torch import load_file
 
-    import spanqa.train as train_module
+    import spanqa.training.loop as train_module
 
     whole = train_module.train(_config(tiny_bert_dir, tmp_path / "whole"))
 
@@ -247,10 +247,10 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
 def test_an_interrupted_evaluation_resumes_where_it_stopped(
     trained: Path, tmp_path: Path, monkeypatch, capsys, command: str
 ):
-    import spanqa.journal
-    from spanqa.reader import Reader
+    import spanqa.evaluation.journal
+    from spanqa.reading.reader import Reader
 
-    monkeypatch.setattr(spanqa.journal, "CHUNK", 4)
+    monkeypatch.setattr(spanqa.evaluation.journal, "CHUNK", 4)
     out = tmp_path / "out.json"
     argv = ["--model", str(trained), "--data", str(FIXTURE)]
     argv += ["--json"] if command == "evaluate" else ["--out", str(out)]
@@ -295,8 +295,8 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(
 
 def test_a_model_with_one_token_type_trains_and_exports(tmp_path, monkeypatch):
     """Training and export verification batch like the reader: type ids 0 for a one-type model."""
-    from spanqa.export import verify_inputs
-    from spanqa.train import train
+    from spanqa.backends.export import verify_inputs
+    from spanqa.training.loop import train
     from tiny_models import build_tiny_model
 
     base = build_tiny_model("bert", tmp_path / "one-type", type_vocab_size=1)
@@ -308,7 +308,7 @@ def test_a_model_with_one_token_type_trains_and_exports(tmp_path, monkeypatch):
 def test_null_weight_weighs_no_answer_windows():
     import torch
 
-    from spanqa.train import window_loss
+    from spanqa.training.loop import window_loss
 
     torch.manual_seed(0)
     start, end = torch.randn(3, 7), torch.randn(3, 7)

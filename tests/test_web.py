@@ -33,7 +33,7 @@ PAGE_WAIT = 60_000  # milliseconds
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """`spanqa serve` of the shipped model in a child process (real answers in the screenshots)."""
-    from spanqa.cli_serve import child_server
+    from spanqa.cli.serve import child_server
 
     with child_server([], start_timeout=START_WAIT) as url:
         yield url

@@ -9,7 +9,7 @@ import pytest
 
 from scripted_backend import scripted_reader, token_id
 from spanqa import InputError
-from spanqa.windows import Windower, answer_tokens
+from spanqa.reading.windows import Windower, answer_tokens
 from tiny_models import CORPUS, KINDS, tiny_model_dir, tiny_reader
 
 QUESTION = "When was the lighthouse first lit?"

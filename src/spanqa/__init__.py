@@ -2,8 +2,8 @@
 
 from spanqa.errors import InputError, ModelError, SpanqaError
 from spanqa.prediction import Answer, Prediction
-from spanqa.reader import Reader
-from spanqa.retrieve import Retrieval
+from spanqa.reading.reader import Reader
+from spanqa.retrieval.plan import Retrieval
 
 __all__ = ["Answer", "InputError", "ModelError", "Prediction", "Reader", "Retrieval", "SpanqaError"]
 __version__ = "0.1.0"

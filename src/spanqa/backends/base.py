@@ -1,0 +1,23 @@
+"""The backend interface. A backend runs the model: padded numpy arrays in, start and end logits out.
+
+Every backend has the same small interface (`name`, `input_names`, `run`), so the reader, training
+evaluation and benchmarks never care which one is behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+BACKENDS = ("torch", "onnx", "onnx-int8", "auto")
+
+
+class Backend(Protocol):
+    name: str
+    input_names: tuple[str, ...]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits, float32 arrays of shape (batch, length)."""
+        ...

@@ -1,0 +1,161 @@
+"""ONNX Runtime inference (fp32 or int8), and the choice behind backend="auto".
+
+Loading never imports torch or transformers: the ONNX file comes from the model directory itself (what
+`spanqa export --out DIR` writes) or from the export cache, and only a cache miss runs the exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spanqa.backends.export import ensure_cached_export
+from spanqa.backends.model_cache import (
+    FP32_FILE,
+    INT8_FILE,
+    cached_export_dir,
+    model_fingerprint,
+    read_report,
+    weight_files,
+)
+from spanqa.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+BENCH_FILE = "bench.json"  # what `spanqa bench --record` measured on this machine, in the export cache
+CARD_AUTO = "auto_backend"  # the model card's choice, from the official benchmark run
+DEFAULT_AUTO = "onnx"  # unmeasured: as fast as ONNX gets without any change to the answers
+AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 points below fp32
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError(
+            "the onnx backends need onnxruntime: pip install 'spanqa[onnx]' (or use backend='torch')"
+        ) from None
+    return onnxruntime
+
+
+class OnnxBackend:
+    """One ONNX Runtime session on the CPU, its threads set for this machine."""
+
+    def __init__(self, file: Path, name: str, threads: int | None = None):
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_cores()
+        options.inter_op_num_threads = 1  # one graph branch at a time: the matrix products use every core
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types for unreadable or invalid graphs
+            raise ModelError(f"ONNX Runtime cannot load {file}: {e}") from None
+        self.name = name
+        self.file = file
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        outputs = [o.name for o in self.session.get_outputs()]
+        if not {"start_logits", "end_logits"} <= set(outputs):
+            raise ModelError(f"{file} has outputs {outputs}, not start_logits and end_logits")
+        self._outputs = ["start_logits", "end_logits"]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        start, end = self.session.run(self._outputs, {k: inputs[k] for k in self.input_names})
+        return start, end
+
+
+def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) -> Any:
+    """The backend called `name` ("onnx", "onnx-int8" or "auto") for this model directory."""
+    if name == "auto":
+        name = auto_backend(model_dir)
+        log.info("backend auto: using %s", name)
+        if name == "torch":
+            from spanqa.backends.torch_backend import TorchBackend
+
+            return TorchBackend(model_dir, threads)
+        try:
+            _onnxruntime()
+        except ModelError:
+            log.warning("backend auto: onnxruntime is not installed; using torch")
+            from spanqa.backends.torch_backend import TorchBackend
+
+            return TorchBackend(model_dir, threads)
+    if name not in ("onnx", "onnx-int8"):
+        raise ModelError(f"unknown ONNX backend {name!r}")
+    _onnxruntime()  # a missing runtime is reported before any export work
+    return OnnxBackend(onnx_file(model_dir, int8=name == "onnx-int8"), name, threads)
+
+
+def onnx_file(model_dir: Path, int8: bool) -> Path:
+    """The model's own exported file when it is current, else the cached export (made on first use)."""
+    own = model_dir / (INT8_FILE if int8 else FP32_FILE)
+    weights = weight_files(model_dir)
+    if not weights:  # a directory made by `spanqa export --out`: its ONNX files are the model
+        if own.is_file():
+            return own
+        what = "--int8 " if int8 else ""
+        raise ModelError(
+            f"{model_dir} has neither weights nor {own.name}; "
+            f"run: spanqa export --model SOURCE {what}--out DIR"
+        )
+    fingerprint = model_fingerprint(model_dir)
+    if own.is_file() and read_report(model_dir).get("fingerprint") == fingerprint:
+        return own
+    return ensure_cached_export(model_dir, int8, fingerprint)
+
+
+def auto_backend(model_dir: Path) -> str:
+    """The configuration `auto` runs: measured on this machine, else the model card's, else DEFAULT_AUTO."""
+    measured = read_bench(model_dir).get("auto")
+    if measured:
+        return str(measured)
+    from spanqa.backends.model_dir import read_card
+
+    return str(read_card(model_dir).get(CARD_AUTO) or DEFAULT_AUTO)
+
+
+def choose_auto(results: dict[str, dict[str, float]]) -> str | None:
+    """The fastest backend (batched queries/s) whose F1 is within AUTO_F1_MARGIN of fp32's.
+
+    `results` maps a backend ("torch", "onnx", "onnx-int8") to {"qps": ..., "f1": ...}; fp32 is torch's F1
+    when measured, else onnx's. None when no fp32 configuration was measured.
+    """
+    reference = results.get("torch") or results.get("onnx")
+    if reference is None:
+        return None
+    floor = reference["f1"] - AUTO_F1_MARGIN
+    fit = [(r["qps"], name) for name, r in results.items() if r["f1"] >= floor]
+    return max(fit)[1] if fit else None
+
+
+def bench_file(model_dir: Path) -> Path | None:
+    """Where this machine's measurement of the model is kept (None for a directory without weights)."""
+    if not weight_files(model_dir):
+        return model_dir / BENCH_FILE if (model_dir / BENCH_FILE).is_file() else None
+    return cached_export_dir(model_dir) / BENCH_FILE
+
+
+def read_bench(model_dir: Path) -> dict[str, Any]:
+    import json
+
+    file = bench_file(model_dir)
+    if file is None or not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

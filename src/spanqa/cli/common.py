@@ -1,0 +1,112 @@
+"""What every `spanqa` subcommand shares: the one-line error parser, model and reading options, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from spanqa.errors import InputError
+
+EXIT_USAGE = 2
+
+
+# Python 3.11's argparse takes "-1" and "-2.5" for values but "-1e9" and "-inf" for option names, so
+# "--null-threshold -1e9" failed with "expected one argument". Subparsers are built by the same class.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE)
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        self.exit(EXIT_USAGE, f"spanqa: error: {message}\n")
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model directory (default: spanqa's shipped model)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "auto"])
+
+
+def add_reading(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top-k", type=int, default=1, help="how many answers to return")
+    p.add_argument("--max-answer-len", type=int, default=30, help="longest answer, in tokens")
+    p.add_argument(
+        "--null-threshold",
+        type=float,
+        help="no answer below this null_score_diff (default: the model's tuned threshold)",
+    )
+    p.add_argument("--max-seq-len", type=int, help="window length in tokens (default: the model's)")
+    p.add_argument("--doc-stride", type=int, default=128, help="overlap between windows, in tokens")
+
+
+def reading_options(args: argparse.Namespace) -> dict:
+    return {
+        "top_k": args.top_k,
+        "max_answer_len": args.max_answer_len,
+        "null_threshold": args.null_threshold,
+        "max_seq_len": args.max_seq_len,
+        "doc_stride": args.doc_stride,
+    }
+
+
+def load_reader(args: argparse.Namespace):
+    from spanqa.reading.reader import Reader
+
+    return Reader.load(args.model, backend=args.backend)
+
+
+def read_stdin() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("no context: give --context TEXT, --context-file FILE, or pipe the text on stdin")
+    stream = getattr(sys.stdin, "buffer", None)
+    raw = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogatepass")
+    if b"\x00" in raw:
+        raise InputError("stdin holds binary data (NUL bytes), not text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"stdin is not valid UTF-8 (byte {e.start})") from None
+
+
+def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[str] | None = None) -> str:
+    """Human-readable answers: text, character offsets, score; 'no answer' said first and plainly.
+
+    With `contexts`, each answer is also shown in its surrounding text, marked «like this».
+    """
+    if not pred.answers:
+        return "no answer: the model found no span it could read in the text"
+    lines = []
+    several = len(pred.answers) > 1
+    if pred.no_answer:
+        lines.append(f"no answer (null_score_diff {pred.null_score_diff:.2f} is below the threshold)")
+        lines.append("best guesses, not answers:" if several else "best guess, not an answer:")
+    for rank, a in enumerate(pred.answers, 1):
+        where = f"{doc_names[a.doc]} " if doc_names and isinstance(a.doc, int) else ""
+        where = f"{a.doc} " if isinstance(a.doc, str) else where  # an indexed document's id
+        passage = f" passage {a.passage}" if a.passage is not None else ""
+        prefix = f"{rank}. " if several else ("" if pred.no_answer else "answer: ")
+        text = json.dumps(a.text, ensure_ascii=False)
+        lines.append(f"{prefix}{text}  {where}[{a.start}:{a.end}]{passage}  score {_score(a.score)}")
+        if contexts is not None and not isinstance(a.doc, str):
+            lines.append("   " + _in_context(contexts[a.doc or 0], a.start, a.end))
+    if not pred.no_answer:
+        lines.append(f"null_score_diff {pred.null_score_diff:.2f}")
+    return "\n".join(lines)
+
+
+def _score(score: float) -> str:
+    """Three decimals, or three significant digits for the tiny shares of an uncalibrated model."""
+    return f"{score:.3f}" if score >= 0.001 or score == 0 else f"{score:.2e}"
+
+
+def _in_context(text: str, start: int, end: int, around: int = 40) -> str:
+    """The answer with up to `around` characters either side, on one line."""
+    before, after = text[max(0, start - around) : start], text[end : end + around]
+    lead = "…" if start > around else ""
+    tail = "…" if end + around < len(text) else ""
+    return " ".join(f"{lead}{before}«{text[start:end]}»{after}{tail}".split())

@@ -1,0 +1,1 @@
+"""Evaluation: SQuAD files, the official SQuAD 2.0 metrics, resumable runs, tuning, plots, speed."""

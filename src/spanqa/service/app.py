@@ -1,0 +1,312 @@
+"""The HTTP service: `create_app(reader)` returns a FastAPI app answering questions over HTTP.
+
+Every answer is computed on the micro-batcher's one model thread (batching.py); the event loop only parses,
+validates and waits. Errors are JSON with a one-line message and the field at fault (service_edge.py
+shapes them): 422 for a bad request, 413 for a body too large, 415 for a body that is not JSON,
+503 + Retry-After when the queue is full, 504 when a question takes longer than the per-request timeout.
+A user's mistake is never a 500. See docs/service.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+import spanqa
+from spanqa.errors import InputError, check_text
+from spanqa.prediction import Prediction
+from spanqa.reading.reader import DEFAULT_DOC_STRIDE, Item, Reader
+from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions
+from spanqa.service.edge import EdgeMiddleware, error_body
+from spanqa.service.schemas import (
+    AnswerRequest,
+    AskRequest,
+    BatchOut,
+    BatchRequest,
+    ErrorOut,
+    ModelOut,
+    PredictionOut,
+)
+from spanqa.service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# The reader's InputError messages start with the field at fault, e.g. "item 0: contexts[2] is empty".
+_FIELD_IN_MESSAGE = re.compile(r"^(?:item \d+: )?(question|context|contexts\[\d+\])\b")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": what}
+    for code, what in {
+        413: "the request body is too large",
+        415: "the body is not JSON",
+        422: "invalid request: the message names the field",
+        503: "overloaded: retry after the Retry-After header's seconds",
+        504: "the question took longer than the server's per-request timeout",
+    }.items()
+}
+
+
+class FieldError(Exception):
+    """A request the server understood but cannot answer: 422 naming the field."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def create_app(reader: Reader, settings: ServiceSettings | None = None, index: Any = None) -> FastAPI:
+    """A FastAPI app serving `reader` (and `index`, a spanqa.retrieval.index.DocumentIndex, at /v1/ask)."""
+    settings = settings or ServiceSettings()
+    batcher = MicroBatcher(
+        reader,
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.batch_wait_ms,
+        max_queue=settings.max_queue,
+        batch_size=settings.batch_size,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        try:
+            yield
+        finally:
+            batcher.stop()
+
+    app = FastAPI(
+        title="spanqa",
+        version=spanqa.__version__,
+        summary="Extractive question answering: answers are exact character spans of your text.",
+        lifespan=lifespan,
+        responses=_ERRORS,
+    )
+    app.state.batcher = batcher
+    app.state.settings = settings
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    _add_error_handlers(app)
+    model_info = _model_info(reader, settings)
+
+    async def read(requests: list[tuple[Item, ReadOptions]], fields: Sequence[str]) -> list[Prediction]:
+        results = await _waiting(batcher.answer(requests, timeout=settings.timeout_s), settings)
+        for prefix, result in zip(fields, results):
+            if isinstance(result, InputError):
+                raise _field_error(result, prefix)
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
+
+    @app.post("/v1/answer", response_model=PredictionOut, tags=["answers"])
+    async def answer(body: AnswerRequest) -> JSONResponse:
+        """Answer a question about a text (`context`) or several texts (`contexts`)."""
+        (pred,) = await read([_item(body, settings, "")], [""])
+        return JSONResponse(pred.to_dict())
+
+    @app.post("/v1/answer/batch", response_model=BatchOut, tags=["answers"])
+    async def answer_batch(body: BatchRequest) -> JSONResponse:
+        """Answer several questions in one request; results come back in the same order."""
+        if not body.items:
+            raise FieldError("items", "items is empty: give at least one question")
+        if len(body.items) > settings.max_batch_items:
+            raise FieldError(
+                "items", f"{len(body.items)} items; this server takes at most {settings.max_batch_items}"
+            )
+        fields = [f"items[{i}]." for i in range(len(body.items))]
+        preds = await read([_item(b, settings, f) for b, f in zip(body.items, fields)], fields)
+        return JSONResponse({"results": [p.to_dict() for p in preds]})
+
+    @app.post("/v1/ask", response_model=PredictionOut, tags=["answers"])
+    async def ask(body: AskRequest) -> JSONResponse:
+        """Answer a question from the document index the server was started with (`--db FILE`)."""
+        if index is None:
+            raise HTTPException(
+                404, "this server has no document index: start it with spanqa serve --db FILE"
+            )
+        _check_question(body.question, settings, "question")
+        options = ReadOptions(body.top_k, body.max_answer_len, body.null_threshold)
+
+        def run(r: Reader) -> Prediction:
+            return index.answer(body.question, r, passages=body.passages, **options._asdict())
+
+        try:
+            pred = await _waiting(batcher.call(run, timeout=settings.timeout_s), settings)
+        except InputError as e:
+            raise _field_error(e, "") from None
+        return JSONResponse(pred.to_dict())
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> JSONResponse:
+        """200 while the model thread runs; 503 if it has stopped."""
+        ok = batcher.alive
+        body = {
+            "status": "ok" if ok else "stopped",
+            "queued": batcher.depth,
+            "model_calls": batcher.batches,  # shared answer_batch calls so far, and the questions they read
+            "questions": batcher.questions,
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/v1/model", response_model=ModelOut, tags=["service"])
+    async def model() -> JSONResponse:
+        """The model being served, its no-answer threshold, window size, and this server's limits."""
+        return JSONResponse(model_info)
+
+    static = resources.files("spanqa.service") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(static / "index.html"))
+
+    return app
+
+
+async def _waiting(work: Awaitable[Any], settings: ServiceSettings) -> Any:
+    """The batcher's result, with a full queue and a timeout turned into their HTTP answers."""
+    try:
+        return await work
+    except Overloaded as e:
+        raise _Unavailable(str(e), settings.retry_after_s) from None
+    except TimeoutError:
+        raise _TimedOut(settings.timeout_s) from None
+
+
+def _field_error(error: InputError, prefix: str) -> FieldError:
+    match = _FIELD_IN_MESSAGE.match(str(error))
+    return FieldError(prefix + match.group(1) if match else prefix.rstrip(".") or None, str(error))
+
+
+def _item(body: AnswerRequest, settings: ServiceSettings, prefix: str) -> tuple[Item, ReadOptions]:
+    """The reader's (question, context) pair, checked field by field so errors name the field."""
+    _check_question(body.question, settings, prefix + "question")
+    if (body.context is None) == (body.contexts is None):
+        raise FieldError(prefix + "context", "give exactly one of context or contexts")
+    if body.context is not None:
+        _check_text(body.context, prefix + "context")
+        total, name, context = len(body.context), prefix + "context", body.context
+    else:
+        if not body.contexts:
+            raise FieldError(prefix + "contexts", "contexts is empty: give at least one text")
+        for i, text in enumerate(body.contexts):
+            _check_text(text, f"{prefix}contexts[{i}]")
+        total, name, context = sum(map(len, body.contexts)), prefix + "contexts", body.contexts
+    if total > settings.max_context_chars:
+        raise FieldError(
+            name, f"{total} characters of text; this server reads at most {settings.max_context_chars}"
+        )
+    options = ReadOptions(body.top_k, body.max_answer_len, body.null_threshold)
+    return (body.question, context), options  # type: ignore[return-value]
+
+
+def _check_question(question: str, settings: ServiceSettings, field: str) -> None:
+    _check_text(question, field)
+    if len(question) > settings.max_question_chars:
+        raise FieldError(
+            field, f"the question has {len(question)} characters; at most {settings.max_question_chars}"
+        )
+
+
+def _check_text(text: str, field: str) -> None:
+    try:
+        check_text(text, field)
+        text.encode("utf-8")
+    except InputError as e:
+        raise FieldError(field, str(e)) from None
+    except UnicodeEncodeError as e:  # JSON can carry a lone surrogate (\ud800), which is not text
+        raise FieldError(field, f"{field} holds an invalid character (lone surrogate) at {e.start}") from None
+
+
+def _model_info(reader: Reader, settings: ServiceSettings) -> dict[str, Any]:
+    path = reader.model_dir
+    limits = asdict(settings)
+    return {
+        "name": str(reader.card.get("name") or (path.name if path else "unnamed")),
+        "path": str(path) if path else "",
+        "backend": reader.backend.name,
+        "null_threshold": reader.null_threshold,
+        "calibrated": reader.calibrator.coef is not None,
+        "max_seq_len": reader.max_seq_len,
+        "doc_stride": DEFAULT_DOC_STRIDE,  # the service reads with the reader's default
+        "version": spanqa.__version__,
+        "limits": limits,
+    }
+
+
+class _Unavailable(Exception):
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _TimedOut(Exception):
+    def __init__(self, seconds: float):
+        super().__init__(f"no answer within this server's {seconds:g} s per-request limit")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [_problem(e) for e in exc.errors()]
+        first = problems[0] if problems else {"field": None, "message": "invalid request"}
+        body = error_body("invalid_request", first["message"], request.scope, field=first["field"])
+        return JSONResponse({**body, "errors": problems}, status_code=422)
+
+    @app.exception_handler(FieldError)
+    async def unanswerable(request: Request, exc: FieldError) -> JSONResponse:
+        body = error_body("invalid_request", exc.message, request.scope, field=exc.field)
+        return JSONResponse({**body, "errors": [{"field": exc.field, "message": exc.message}]}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.status_code, "http"
+        )
+        body = error_body(kind, str(exc.detail), request.scope)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(_Unavailable)
+    async def overloaded(request: Request, exc: _Unavailable) -> JSONResponse:
+        body = error_body("overloaded", f"server busy ({exc}); retry shortly", request.scope)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(_TimedOut)
+    async def timed_out(request: Request, exc: _TimedOut) -> JSONResponse:
+        return JSONResponse(error_body("timeout", str(exc), request.scope), status_code=504)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s", request.url.path, exc_info=exc)
+        body = error_body(
+            "internal", f"internal error ({type(exc).__name__}); see the server log", request.scope
+        )
+        return JSONResponse(body, status_code=500)
+
+
+def _problem(error: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic error as {field, message}: loc ("body", "items", 2, "question") -> items[2].question."""
+    loc = [p for p in error.get("loc", ()) if p != "body"]
+    if error.get("type") == "json_invalid":
+        detail = (error.get("ctx") or {}).get("error", "")
+        return {
+            "field": None,
+            "message": f"the body is not valid JSON: {detail} at character {loc[0] if loc else 0}",
+        }
+    field = ""
+    for part in loc:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    message = error.get("msg", "invalid value")
+    if error.get("type") == "missing":
+        message = "field required"
+    elif error.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return {"field": field or None, "message": f"{field or 'body'}: {message}"}
