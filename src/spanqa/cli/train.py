@@ -7,92 +7,137 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+# Options that shape a run: None (not given) means the TrainConfig default for a new run, and the run's own
+# saved value on --resume, where only the extending ones may differ (training.config.merge_for_resume).
+RUN_OPTIONS = (
+    "base",
+    "train",
+    "out",
+    "tune",
+    "epochs",
+    "lr",
+    "batch_size",
+    "max_seq_len",
+    "doc_stride",
+    "max_examples",
+    "negatives",
+    "drop_negatives",
+    "perturb_negatives",
+    "null_weight",
+    "seed",
+    "checkpoint_minutes",
+    "save_dtype",
+    "dropout",
+    "threads",
+    "device",
+    "precision",
+    "checkpoint_dir",
+)
+
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", required=True, help="model directory to start from (an encoder or a QA model)")
+    p.add_argument("--base", help="model directory to start from (an encoder or a QA model)")
     p.add_argument(
         "--train",
-        required=True,
         nargs="+",
         metavar="FILE",
-        help="SQuAD-format files; FILE@N samples N questions, FILE*R repeats the file R times",
+        help="SQuAD-format files; FILE@N samples N questions, FILE*R repeats the file R times; "
+        "on --resume, the run's files followed by more extend the run with them",
     )
     p.add_argument("--tune", metavar="FILE", help="after training, tune threshold and calibration on FILE")
-    p.add_argument("--out", required=True, help="output model directory")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-seq-len", type=int, default=256)
-    p.add_argument("--doc-stride", type=int, default=96)
+    p.add_argument("--out", help="output model directory (written when the run finishes)")
+    p.add_argument("--epochs", type=float, help="passes over the data (default 1; may be fractional)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
+    p.add_argument("--batch-size", type=int, help="windows per step (default 32)")
+    p.add_argument("--max-seq-len", type=int, help="window length in tokens (default 256)")
+    p.add_argument("--doc-stride", type=int, help="overlap between windows in tokens (default 96)")
     p.add_argument("--max-examples", type=int)
     p.add_argument(
         "--negatives",
         type=float,
-        default=0.0,
         help="synthetic unanswerable examples per answerable one (another paragraph of the article)",
     )
     p.add_argument(
         "--drop-negatives",
         type=float,
-        default=0.0,
         help="negatives per answerable question made by removing the answer's sentences",
     )
     p.add_argument(
         "--perturb-negatives",
         type=float,
-        default=0.0,
         help="negatives per answerable question made by changing the question (negation, antonym, "
         "number or name the paragraph lacks)",
     )
     p.add_argument(
         "--null-weight",
         type=float,
-        default=1.0,
         help="loss weight of windows whose answer is 'no answer' (the CLS token), relative to the others",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--save-dtype", choices=["float32", "float16"])
     p.add_argument(
         "--dropout",
         type=float,
-        default=0.0,
         help="dropout while training (default 0: trains 1.5x faster on CPU); -1 keeps the base's",
     )
-    p.add_argument("--checkpoint-minutes", type=float, default=10.0)
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--device", help="cpu (default), cuda or cuda:N; checkpoints load on either")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        help="auto (default): bf16 autocast on CUDA, and on a CPU when a timing at start measures it faster",
+    )
+    p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 10)")
+    p.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="where the run keeps its state (default: <cache>/train/<out name>-<hash>, the cache being "
+        "$SPANQA_CACHE or ~/.cache/spanqa)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run of --out where it stopped; with a higher --epochs or more --train files, "
+        "extend it",
+    )
+    p.add_argument(
+        "--status", metavar="DIR", help="print where the run of DIR (its --out or run directory) stands"
+    )
+    p.add_argument("--json", action="store_true", help="with --status: print it as JSON")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from spanqa.training.loop import TrainConfig, train
+    from spanqa.errors import InputError
+    from spanqa.training import config as run_config
+    from spanqa.training import run_dir
 
-    cfg = TrainConfig(
-        base=args.base,
-        train=args.train,
-        out=args.out,
-        tune=args.tune,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_seq_len=args.max_seq_len,
-        doc_stride=args.doc_stride,
-        max_examples=args.max_examples,
-        negatives=args.negatives,
-        drop_negatives=args.drop_negatives,
-        perturb_negatives=args.perturb_negatives,
-        null_weight=args.null_weight,
-        seed=args.seed,
-        checkpoint_minutes=args.checkpoint_minutes,
-        save_dtype=args.save_dtype,
-        dropout=None if args.dropout < 0 else args.dropout,
-    )
+    if args.status:
+        info = run_dir.status(run_dir.status_dir(args.status))
+        print(json.dumps(info, indent=2) if args.json else run_dir.format_status(info))
+        return 0
+    given = {name: getattr(args, name) for name in RUN_OPTIONS if getattr(args, name) is not None}
+    if "dropout" in given and given["dropout"] < 0:
+        given["dropout"] = None  # -1: keep the base's dropout
     if args.resume:
-        saved = Path(args.out) / "train_config.json"
-        if saved.is_file():  # a resumed run must replay the same data and schedule
-            import dataclasses
+        if not args.out and not args.checkpoint_dir:
+            raise InputError("--resume needs the run's --out (or its --checkpoint-dir)")
+        run = run_dir.run_dir_for(args.out or "", args.checkpoint_dir)
+        if not (run / run_dir.CONFIG_FILE).is_file():
+            raise InputError(f"nothing to resume: no run in {run}")
+        saved = run_config.read_config(run / run_dir.CONFIG_FILE)
+        given.setdefault("out", saved.out)
+        if args.checkpoint_dir:
+            given["checkpoint_dir"] = args.checkpoint_dir
+        cfg = run_config.merge_for_resume(saved, given)
+    else:
+        missing = [f"--{n}" for n in ("base", "train", "out") if n not in given]
+        if missing:
+            raise InputError(f"the following arguments are required: {', '.join(missing)}")
+        cfg = run_config.TrainConfig(**given)
+        cfg.validate()
 
-            known = {f.name for f in dataclasses.fields(TrainConfig)}
-            saved_cfg = json.loads(saved.read_text(encoding="utf-8"))
-            cfg = TrainConfig(**{k: v for k, v in saved_cfg.items() if k in known})
+    from spanqa.training.loop import train
+
     out = train(cfg, resume=args.resume)
     print(out)
     return 0
