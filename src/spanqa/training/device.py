@@ -15,7 +15,8 @@ from typing import Any
 from spanqa.errors import InputError
 
 TIMING_WINDOWS = 8  # windows per timed pass: long enough to be representative, short enough to be quick
-GIVE_UP_RATIO = 3.0  # a bf16 warm-up pass this many times slower than fp32's decides without more timing
+GIVE_UP_RATIO = 2.0  # a bf16 warm-up pass this many times slower than fp32's decides without more timing
+CLOSE_RATIO = (0.87, 1.15)  # bf16/fp32 time ratios within which one timed pass each does not decide
 
 
 def resolve_device(name: str) -> Any:
@@ -70,8 +71,8 @@ def choose_precision(requested: str, device: Any, time_pass: Callable[[bool], fl
     fp32_warm, bf16_warm = time_pass(False), time_pass(True)  # first passes pay for allocation and kernels
     timings = {"fp32": fp32_warm, "bf16": bf16_warm}
     if bf16_warm < GIVE_UP_RATIO * fp32_warm:  # close enough to be worth timing again, alternately
-        fp32, bf16 = [], []
-        for _ in range(2):
+        fp32, bf16 = [time_pass(False)], [time_pass(True)]
+        if CLOSE_RATIO[0] < bf16[0] / fp32[0] < CLOSE_RATIO[1]:  # too close to call from one pass each
             fp32.append(time_pass(False))
             bf16.append(time_pass(True))
         timings = {"fp32": min(fp32), "bf16": min(bf16)}
@@ -80,6 +81,6 @@ def choose_precision(requested: str, device: Any, time_pass: Callable[[bool], fl
     return {
         "precision": faster,
         "timings_s": rounded,
-        "reason": f"timed one forward+backward pass of {TIMING_WINDOWS} windows in each: "
+        "reason": f"timed forward+backward passes of {TIMING_WINDOWS} windows in each: "
         f"fp32 {rounded['fp32']} s, bf16 {rounded['bf16']} s",
     }

@@ -25,7 +25,7 @@ from spanqa.backends.model_dir import (
     write_card,
 )
 from spanqa.errors import InputError
-from spanqa.reading.windows import Windower, pad_batch
+from spanqa.reading.windows import Windower, Windows, pad_batch
 from spanqa.training import config as run_config
 from spanqa.training.config import TrainConfig
 from spanqa.training.data import build_items, label_windows
@@ -55,6 +55,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     Nothing is written before the options, the device, the data and the base model have been checked.
     """
     cfg.validate()
+    out, run = Path(cfg.out), run_dir_for(cfg.out, cfg.checkpoint_dir)
+    ckpt_file = run / CHECKPOINT_FILE
+    _check_places(out, run, resume)
+    log.info("run directory: %s (checkpoints every %g min and on stop)", run, cfg.checkpoint_minutes)
     import torch
     from transformers import AutoModelForQuestionAnswering
     from transformers import logging as hf_logging
@@ -64,10 +68,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out, run = Path(cfg.out), run_dir_for(cfg.out, cfg.checkpoint_dir)
-    ckpt_file = run / CHECKPOINT_FILE
-    _check_places(out, run, resume)
-    log.info("run directory: %s (checkpoints every %g min and on stop)", run, cfg.checkpoint_minutes)
 
     base_dir = resolve_model(cfg.base)
     limit = max_positions(read_config(base_dir))
@@ -82,8 +82,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if not items:
         raise InputError("no usable training examples in the given files")
     log.info("data: %s", json.dumps(asdict(counts)))
-    log.info("cutting %d questions into windows", len(items))
-    windows, labels = label_windows(windower, items)
+    windows, labels = _label_with_progress(windower, items)
     lengths = windows.lengths()
 
     state = load_checkpoint(ckpt_file) if resume else None
@@ -309,6 +308,24 @@ def _check_places(out: Path, run: Path, resume: bool) -> None:
     # files an earlier attempt left without ever saving a step (a failed start) do not count
     if out.is_dir() and any(p.name not in RUN_FILES and not p.name.endswith(".tmp") for p in out.iterdir()):
         raise InputError(f"{out} already exists and is not empty; use --resume to continue a run there")
+
+
+def _label_with_progress(windower: Windower, items: list, chunk: int = 4096) -> tuple[Windows, np.ndarray]:
+    """label_windows over chunks of items, with a progress bar: the same windows in the same order, since
+    each item is windowed on its own."""
+    from tqdm import tqdm
+
+    windows, labels = Windows(), []
+    with tqdm(total=len(items), unit="question", desc="windows", mininterval=1.0) as bar:
+        for start in range(0, len(items), chunk):
+            part, part_labels = label_windows(windower, items[start : start + chunk])
+            windows.ids += part.ids
+            windows.type_ids += part.type_ids
+            windows.offsets += part.offsets
+            windows.item += [start + i for i in part.item]
+            labels.append(part_labels)
+            bar.update(min(chunk, len(items) - start))
+    return windows, np.concatenate(labels)
 
 
 def _negatives(cfg: TrainConfig) -> dict[str, float]:

@@ -147,17 +147,20 @@ def legacy_progress(run: Path, cfg: Any) -> dict[str, Any]:
 
 
 def _total_from_lr(step: int, lr: float | None, base: float | None, warmup: float) -> int | None:
+    """The total steps whose schedule gives `lr` at `step`: exact after warm-up; during warm-up only the
+    warm-up length is known, and the middle of the totals that share it is returned."""
     from spanqa.training.schedule import lr_factor
 
     if not lr or not base or step < 1:
         return None
     target = lr / base
-    best = None
+    matches = []
     for total in range(step, 50 * step + 1000):
-        if abs(lr_factor(step, total, warmup) - target) < 1e-9 * max(1.0, target) + 1e-12:
-            best = total
+        if abs(lr_factor(step, total, warmup) - target) <= 1e-9 * max(1.0, target):
+            matches.append(total)
+        elif matches:
             break
-    return best
+    return matches[len(matches) // 2] if matches else None
 
 
 def status(run: Path) -> dict[str, Any]:
@@ -201,7 +204,7 @@ def format_status(info: dict[str, Any]) -> str:
     if total:
         pct = 100 * info["windows_done"] / info["windows_total"] if info.get("windows_total") else 0.0
         lines.append(
-            f"step {info['step']:,} of {total:,}, windows {approx}{info['windows_done']:,} of "
+            f"step {info['step']:,} of {approx}{total:,}, windows {approx}{info['windows_done']:,} of "
             f"{approx}{info['windows_total']:,} ({pct:.1f}%)"
         )
     else:
