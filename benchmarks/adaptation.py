@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             doc_stride=args.doc_stride,
             max_examples=args.train_examples,
             seed=args.seed,
+            keep_checkpoint=False,  # a throw-away model: leave no run state in the cache
         )
         started = time.time()
         train(cfg)
