@@ -220,6 +220,27 @@ def test_resume_refuses_changes_that_are_not_an_extension(
     assert rc == 2 and message in err and err.count("\n") == 1
 
 
+def test_a_run_being_trained_cannot_be_resumed_twice(tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    from spanqa.training.loop import train
+    from spanqa.training.run_dir import default_run_dir, hold_lock
+
+    out = tmp_path / "model"
+    with monkeypatch.context() as m:
+        _stop_at(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train(_config(tiny_bert_dir, out))
+    before = (default_run_dir(out) / "checkpoint.pt").read_bytes()
+    lock = hold_lock(default_run_dir(out))  # as another process training it would
+    capsys.readouterr()
+    rc, _, err = _run(capsys, "train", "--resume", "--out", str(out))
+    last = err.strip().split("\n")[-1]
+    assert rc == 2 and last.startswith("spanqa: error:") and "being trained by another process" in last
+    assert (default_run_dir(out) / "checkpoint.pt").read_bytes() == before
+    lock.close()
+    rc, _, err = _run(capsys, "train", "--resume", "--out", str(out))
+    assert rc == 0, err
+
+
 def test_resuming_on_changed_data_is_refused(tiny_bert_dir, tmp_path, monkeypatch, capsys):
     from spanqa.training.loop import train
 
@@ -333,6 +354,20 @@ def test_cuda_asked_for_without_cuda_is_one_line(tiny_bert_dir, tmp_path, capsys
     rc, _, err = _run(capsys, *argv, "--device", "cuda")
     assert rc == 2 and "--device cuda:" in err and "--device cpu" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_cuda_device_that_does_not_exist_is_one_line(monkeypatch):
+    import torch
+
+    from spanqa.errors import InputError
+    from spanqa.training.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InputError, match="only 1 CUDA device"):
+        resolve_device("cuda:3")
+    assert resolve_device("cuda").type == "cuda"  # no GPU is touched to name one
+    assert resolve_device("cpu").type == "cpu"
 
 
 def test_a_failed_start_does_not_block_the_corrected_run(tiny_bert_dir, tmp_path, capsys):

@@ -37,6 +37,7 @@ from spanqa.training.run_dir import (
     CHECKPOINT_FORMAT,
     CONFIG_FILE,
     RUN_FILES,
+    hold_lock,
     load_checkpoint,
     run_dir_for,
     save_checkpoint,
@@ -195,6 +196,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     fingerprint = _fingerprint(windows, labels, plan.n_windows)
     run.mkdir(parents=True, exist_ok=True)
+    lock = hold_lock(run)  # noqa: F841 - held until train() returns
     started = time.time()
     on_disk = (ckpt_file.stat().st_mtime, step) if state is not None else None
     progress = Progress(run, plan, step, total_steps, elapsed, where, choice, on_disk)

@@ -23,7 +23,8 @@ from spanqa.errors import InputError
 CONFIG_FILE = "train_config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 PROGRESS_FILE = "progress.json"
-RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, PROGRESS_FILE)
+LOCK_FILE = "train.lock"
+RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, PROGRESS_FILE, LOCK_FILE)
 CHECKPOINT_FORMAT = 2  # 1 (no "format" key): model, optim, sched, step, elapsed, losses, torch_rng only
 
 
@@ -51,6 +52,26 @@ def status_dir(path: str | Path) -> Path:
     if (run / CONFIG_FILE).is_file():
         return run
     raise InputError(f"no training run in {path} (nor in its run directory {run})")
+
+
+def hold_lock(run: Path) -> Any:
+    """An exclusive lock on the run for as long as the returned file stays open (the OS drops it when the
+    process ends, however it ends): two processes never train the same run."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return None
+    handle = open(run / LOCK_FILE, "a+")  # held open for the whole run on purpose
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        progress = read_progress(run) or {}
+        raise InputError(
+            f"the run in {run} is being trained by another process (pid {progress.get('pid', '?')}); "
+            "stop it first (Ctrl-C or SIGTERM checkpoints and stops it)"
+        ) from None
+    return handle
 
 
 def write_atomic(file: Path, data: bytes) -> None:
