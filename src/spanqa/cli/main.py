@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Callable
 
@@ -41,11 +42,36 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split("\n"))  # one line, even for a library's multi-line message
         print(f"spanqa: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.split(".")[0] == "spanqa":
+            raise  # spanqa's own module missing is a broken install or a bug, not an option to install
+        print(f"spanqa: error: {missing_package(e.name.split('.')[0])}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("spanqa: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def missing_package(module: str) -> str:
+    """One line saying what to install for a module spanqa needs: the requirement as spanqa declares it."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("spanqa") or []
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        declared = []
+    wanted = module.lower().replace("-", "_")
+    for line in declared:
+        requirement, _, marker = line.partition(";")
+        name = re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0]
+        if name.lower().replace("-", "_").replace(".", "_") == wanted:
+            extra = re.search(r'extra == "([^"]+)"', marker)
+            part = f" (spanqa's {extra.group(1)!r} extra)" if extra else ""
+            spec = requirement.strip().replace(" ", "")
+            return f"this needs {module}{part}, which is not installed: pip install '{spec}'"
+    return f"this needs the Python package {module}, which is not installed: pip install {module}"
 
 
 def all_commands() -> dict[str, tuple[Callable, Callable, str]]:
@@ -56,7 +82,10 @@ def all_commands() -> dict[str, tuple[Callable, Callable, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spanqa import __version__
+
     parser = Parser(prog="spanqa", description="Extractive question answering with exact character offsets.")
+    parser.add_argument("--version", action="version", version=f"spanqa {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for name, (adder, func, helptext) in all_commands().items():
         p = sub.add_parser(name, help=helptext, description=helptext)

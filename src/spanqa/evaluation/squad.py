@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spanqa.errors import InputError
+from spanqa.errors import InputError, check_text
 from spanqa.retrieval.sources import read_text
+
+# Where SQuAD-format files come from, for messages about a missing one: data is never shipped with spanqa.
+SQUAD_SOURCE = "https://rajpurkar.github.io/SQuAD-explorer/ (e.g. dev-v2.0.json)"
 
 
 @dataclass
@@ -35,6 +38,8 @@ def load_squad(path: str | Path) -> list[Example]:
 
 def read_squad_json(path: str | Path) -> Any:
     """The parsed JSON of a SQuAD-format file (not yet checked to be SQuAD: see parse_squad)."""
+    if not Path(path).exists():
+        raise InputError(f"SQuAD file not found: {path} (SQuAD-format JSON; official files: {SQUAD_SOURCE})")
     text = read_text(path, "SQuAD file")
     try:
         return json.loads(text)
@@ -88,6 +93,43 @@ def _parse_qa(qa: object, context: str, where: str, title: str, paragraph: int) 
         answers.append(GoldAnswer(ans["text"], ans["answer_start"]))
     impossible = bool(qa.get("is_impossible", False))
     return Example(str(qid), question, context, answers, impossible, title, paragraph)
+
+
+def check_examples(examples: list[Example], source: str, *, gold: bool = False) -> None:
+    """What reading a file's questions needs, checked before any model loads; errors name the question id.
+
+    At least one question, each id once (predictions and metrics are keyed by id), a non-blank question and
+    context. With `gold` (evaluation): every answer's `answer_start` points at its text in the context.
+    """
+    if not examples:
+        raise InputError(f"{source}: no questions in the file")
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.id in seen:
+            raise InputError(f"{source}: question id {ex.id} appears more than once; ids must be unique")
+        seen.add(ex.id)
+        try:
+            check_text(ex.question, "question")
+            check_text(ex.context, "context")
+        except InputError as e:
+            raise InputError(f"{source}: question id {ex.id}: {e}") from None
+        for k, answer in enumerate(ex.answers if gold else []):
+            _check_gold_offset(ex, k, answer, source)
+
+
+def _check_gold_offset(ex: Example, k: int, answer: GoldAnswer, source: str) -> None:
+    where = f"{source}: question id {ex.id}: answers[{k}]"
+    if not 0 <= answer.start <= len(ex.context) - len(answer.text):
+        raise InputError(
+            f"{where}: answer_start {answer.start} is outside its context "
+            f"({len(ex.context)} characters, answer of {len(answer.text)})"
+        )
+    found = ex.context[answer.start : answer.start + len(answer.text)]
+    if found != answer.text:
+        raise InputError(
+            f"{where}: the context at answer_start {answer.start} reads {found!r}, "
+            f"not the answer text {answer.text!r}"
+        )
 
 
 def split_by_article(doc: dict, fraction: float, seed: int = 0) -> tuple[dict, dict]:
