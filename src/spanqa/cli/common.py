@@ -63,6 +63,34 @@ def threshold(text: str) -> float:
     return value
 
 
+def missing_package(module: str) -> str:
+    """One line saying what to install for a module spanqa needs: the requirement as spanqa declares it."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("spanqa") or []
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        declared = []
+    wanted = module.lower().replace("-", "_")
+    for line in declared:
+        requirement, _, marker = line.partition(";")
+        name = re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0]
+        if name.lower().replace("-", "_").replace(".", "_") == wanted:
+            extra = re.search(r'extra == "([^"]+)"', marker)
+            part = f" (spanqa's {extra.group(1)!r} extra)" if extra else ""
+            spec = requirement.strip().replace(" ", "")
+            return f"this needs {module}{part}, which is not installed: pip install '{spec}'"
+    return f"this needs the Python package {module}, which is not installed: pip install {module}"
+
+
+def require(module: str, feature: str) -> None:
+    """Check that an optional package is there before any work (and the model load) starts."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{feature}: {missing_package(module)}")
+
+
 def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory (default: spanqa's shipped model)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "auto"])
@@ -93,9 +121,11 @@ def reading_options(args: argparse.Namespace) -> dict:
 
 
 def load_reader(args: argparse.Namespace):
+    from spanqa.cli.feedback import Activity
     from spanqa.reading.reader import Reader
 
-    return Reader.load(args.model, backend=args.backend)
+    with Activity(f"loading the model ({args.backend})"):  # seconds: torch, weights, maybe an ONNX export
+        return Reader.load(args.model, backend=args.backend)
 
 
 def read_stdin() -> str:

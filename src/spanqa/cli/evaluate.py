@@ -48,6 +48,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     from spanqa.evaluation.squad import check_examples, load_squad
 
+    if args.plots:
+        from spanqa.cli.common import require
+
+        require("matplotlib", "--plots")
     if args.tune and args.null_threshold is not None:
         raise InputError("--tune finds the null threshold itself; do not give --null-threshold with it")
     if args.tune:
@@ -127,11 +131,10 @@ def _predict(args: argparse.Namespace) -> int:
             reader, reading = load_reader(args), reading_options(args)
             journal = run_journal("predict", reader, args.data, reading)
 
-            def read_chunk(indexes: list[int]) -> list[dict]:
+            def read_chunk(indexes: list[int], report: Callable[[int, int], None]) -> list[dict]:
                 chunk = [examples[i] for i in indexes]
-                preds = reader.answer_batch(
-                    [(ex.question, ex.context) for ex in chunk], batch_size=args.batch_size, **reading
-                )
+                items = [(ex.question, ex.context) for ex in chunk]
+                preds = reader.answer_batch(items, batch_size=args.batch_size, progress=report, **reading)
                 return [{"id": ex.id, **pred.to_dict()} for ex, pred in zip(chunk, preds)]
 
             records = run_resumable([ex.id for ex in examples], read_chunk, journal)

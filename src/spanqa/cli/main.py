@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import re
 import sys
 from collections.abc import Callable
 
-from spanqa.cli.common import EXIT_USAGE, Parser
+from spanqa.cli.common import EXIT_USAGE, Parser, missing_package
 from spanqa.errors import SpanqaError
 
 COMMAND_MODULES = (
@@ -52,26 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-
-
-def missing_package(module: str) -> str:
-    """One line saying what to install for a module spanqa needs: the requirement as spanqa declares it."""
-    from importlib.metadata import PackageNotFoundError, requires
-
-    try:
-        declared = requires("spanqa") or []
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        declared = []
-    wanted = module.lower().replace("-", "_")
-    for line in declared:
-        requirement, _, marker = line.partition(";")
-        name = re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0]
-        if name.lower().replace("-", "_").replace(".", "_") == wanted:
-            extra = re.search(r'extra == "([^"]+)"', marker)
-            part = f" (spanqa's {extra.group(1)!r} extra)" if extra else ""
-            spec = requirement.strip().replace(" ", "")
-            return f"this needs {module}{part}, which is not installed: pip install '{spec}'"
-    return f"this needs the Python package {module}, which is not installed: pip install {module}"
 
 
 def all_commands() -> dict[str, tuple[Callable, Callable, str]]:
