@@ -32,9 +32,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", metavar="DIR", help="write PNG plots here (with --tune: default <model>/plots)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="windows per forward pass")
-    p.add_argument(
-        "--limit", type=positive_int, metavar="N", help="evaluate only the first N questions of the file"
-    )
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions of the file")
     add_reading(p)
 
 
@@ -46,8 +44,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         predictions,
         read_questions,
     )
-    from spanqa.evaluation.squad import check_examples, load_squad
+    from spanqa.evaluation.squad import check_examples, load_squad, misplaced_answers
 
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be a positive number of questions, got {args.limit}")
     if args.plots:
         from spanqa.cli.common import require
 
@@ -59,7 +59,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         check_tuning_file(args.data, args.force)
     examples = load_squad(args.data)[: args.limit]
-    check_examples(examples, args.data, gold=True)  # before the model loads: a broken file fails at once
+    check_examples(examples, args.data)  # before the model loads: a broken file fails at once
+    misplaced = misplaced_answers(examples)
+    if misplaced:
+        print(
+            f"spanqa: warning: {args.data}: {len(misplaced)} gold answer(s) not at their answer_start "
+            f"(first: {misplaced[0]}); the metrics compare answer texts and are not affected",
+            file=sys.stderr,
+        )
     reader = load_reader(args)
     reading = reading_options(args)
     journal = run_journal("evaluate", reader, args.data, reading)
