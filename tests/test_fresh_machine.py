@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPS_SCRIPT = ROOT / ".ci" / "install-test-deps"
 BASH = "/bin/bash"
@@ -146,3 +148,29 @@ def test_spanqa_version_prints_the_package_version():
     )
     assert done.returncode == 0
     assert done.stdout.strip() == f"spanqa {__version__}"
+
+
+@pytest.mark.parametrize(
+    "script,source",
+    [
+        ("batch_size.py", "rajpurkar.github.io/SQuAD-explorer"),
+        ("load.py", "rajpurkar.github.io/SQuAD-explorer"),
+        ("long_context.py", "rajpurkar.github.io/SQuAD-explorer"),
+        ("throughput.py", "rajpurkar.github.io/SQuAD-explorer"),
+        ("adaptation.py", "github.com/google-research-datasets/tydiqa"),
+    ],
+)
+def test_a_benchmark_without_its_data_says_where_the_data_comes_from(tmp_path, script, source):
+    option = "--data-dir" if script == "adaptation.py" else "--data"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), option, str(tmp_path / "absent")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(tmp_path / "absent") in lines[0] and source in lines[0]

@@ -87,7 +87,9 @@ def _bench(args: argparse.Namespace) -> int:
         raise InputError("--limit, --batch-size and --threads must be positive")
     data = Path(args.data) if args.data else default_data()
     if data is None:
-        raise InputError("no --data given and ../shared/data/squad-v2.0-dev-half.json is not there")
+        from spanqa.evaluation.squad import missing_file
+
+        raise InputError(missing_file("../shared/data/squad-v2.0-dev-half.json"))
     opts = BenchOptions(
         model=args.model,
         data=data,

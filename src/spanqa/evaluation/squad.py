@@ -11,7 +11,7 @@ from spanqa.errors import InputError, check_text
 from spanqa.retrieval.sources import read_text
 
 # Where SQuAD-format files come from, for messages about a missing one: data is never shipped with spanqa.
-SQUAD_SOURCE = "https://rajpurkar.github.io/SQuAD-explorer/ (e.g. dev-v2.0.json)"
+SQUAD_SOURCE = "dev-v2.0.json from https://rajpurkar.github.io/SQuAD-explorer/"
 
 
 @dataclass
@@ -29,6 +29,11 @@ class Example:
     is_impossible: bool = False
     title: str = ""
     paragraph: int = 0  # index of the paragraph in the whole file: questions sharing a context share it
+
+
+def missing_file(path: str | Path, option: str = "--data") -> str:
+    """The line for a SQuAD file that is not there: which option takes it and where such files come from."""
+    return f"no SQuAD file at {path}: pass {option} FILE, a SQuAD-format file such as {SQUAD_SOURCE}"
 
 
 def load_squad(path: str | Path) -> list[Example]:
