@@ -74,6 +74,12 @@ def test_a_broken_safetensors_file_is_one_line_on_the_command_line(capsys, monke
     assert str(model / "model.safetensors") in one_line_error(code, err)
 
 
+def test_exporting_a_broken_safetensors_file_is_one_line(capsys, monkeypatch, tmp_path):
+    model = broken_copy(tmp_path, "random")
+    code, _, err = run(capsys, monkeypatch, "export", "--model", str(model), "--out", str(tmp_path / "out"))
+    assert str(model / "model.safetensors") in one_line_error(code, err)
+
+
 # ---- library options ---------------------------------------------------------------------------------------
 
 
