@@ -124,7 +124,8 @@ def load_reader(args: argparse.Namespace):
     from spanqa.cli.feedback import Activity
     from spanqa.reading.reader import Reader
 
-    with Activity(f"loading the model ({args.backend})"):  # seconds: torch, weights, maybe an ONNX export
+    # never quick (torch alone takes seconds to import; maybe an ONNX export): said at once
+    with Activity(f"loading the model ({args.backend})", delay=0.0):
         return Reader.load(args.model, backend=args.backend)
 
 

@@ -30,8 +30,12 @@ class Activity:
     Called as `activity(done, total)` (Reader.answer_batch's `progress`), it turns into a bar of `unit`s.
     """
 
-    def __init__(self, message: str, unit: str = "win", stream: TextIO | None = None):
+    def __init__(
+        self, message: str, unit: str = "win", stream: TextIO | None = None, delay: float | None = None
+    ):
+        """`delay`: seconds before the status line (default STATUS_DELAY; 0 for steps never quick)."""
         self.message = message
+        self.delay = delay
         self.unit = unit
         self.stream = stream or sys.stderr
         self.enabled = on_terminal(self.stream)
@@ -44,7 +48,8 @@ class Activity:
     def __enter__(self) -> Activity:
         self._started = time.monotonic()
         if self.enabled:
-            self._timer = threading.Timer(STATUS_DELAY, self._show)
+            wait = STATUS_DELAY if self.delay is None else self.delay
+            self._timer = threading.Timer(wait, self._show)
             self._timer.daemon = True
             self._timer.start()
         return self
@@ -73,7 +78,7 @@ class Activity:
                     desc=self.message,
                     file=self.stream,
                     leave=False,
-                    delay=max(0.0, STATUS_DELAY - waited),
+                    delay=max(0.0, (STATUS_DELAY if self.delay is None else self.delay) - waited),
                     mininterval=0.2,
                 )
             self._bar.update(done - self._bar.n)
