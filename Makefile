@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.spanqa-base
 TEST_STAMP := $(VENV)/.spanqa-test
 
-.PHONY: ask test lint format clean
+.PHONY: ask test test-deps lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: lint
+# Debian's chromium (and its emoji font) for tests/test_web.py: installed when missing, else one line to run.
+test-deps:
+	.ci/install-test-deps
+
+test: test-deps lint
 	$(BIN)/python -m pytest
 
 format: $(TEST_STAMP)

@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
+TYDI_FILES = ("tydiqa-en-train.json", "tydiqa-en-dev.json")
+# Where they come from: the English questions of TyDi QA's gold-passage task, in SQuAD format.
+TYDI_SOURCE = "English TyDi QA GoldP from https://github.com/google-research-datasets/tydiqa, in SQuAD format"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,8 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="keep the adapted model here (default: a temporary directory)")
     p.add_argument("--results", type=Path, help="also write the table's numbers as JSON")
     args = p.parse_args(argv)
-    if args.data_dir is None:
-        p.error(f"--data-dir is required ({DEFAULT_DATA} does not exist)")
+    wanted = [args.data_dir / name for name in TYDI_FILES] if args.data_dir else []
+    if not wanted or not all(f.is_file() for f in wanted):
+        where = f"{args.data_dir} lacks {' or '.join(TYDI_FILES)}" if args.data_dir else f"no {DEFAULT_DATA}"
+        p.exit(2, f"{p.prog}: error: {where}: pass --data-dir DIR holding them ({TYDI_SOURCE})\n")
     return args
 
 

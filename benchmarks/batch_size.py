@@ -24,14 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model directory (default: spanqa's shipped model)")
     p.add_argument("--backend", default="onnx-int8")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"SQuAD-format file (default: {DEFAULT_DATA})"
+    )
     p.add_argument("--limit", type=int, default=300, help="the first N questions")
     p.add_argument("--sizes", default="1,4,8,16,32,64", help="comma-separated batch sizes")
     p.add_argument("--repeats", type=int, default=3, help="rounds over all sizes")
     args = p.parse_args(argv)
 
     from spanqa import Reader
-    from spanqa.evaluation.squad import load_squad
+    from spanqa.evaluation.squad import load_squad, missing_file
+
+    if not args.data.is_file():
+        p.exit(2, f"{p.prog}: error: {missing_file(args.data)}\n")
 
     sizes = [int(s) for s in args.sizes.split(",")]
     items = [(ex.question, ex.context) for ex in load_squad(args.data)[: args.limit]]

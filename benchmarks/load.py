@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if not args.data.is_file():
-        p.error(f"--data: no such file: {args.data}")
+        from spanqa.evaluation.squad import missing_file
+
+        p.exit(2, f"{p.prog}: error: {missing_file(args.data)}\n")
     if args.clients < 1 or args.duration <= 0 or args.questions < 1:
         p.error("--clients and --questions must be >= 1 and --duration > 0")
     return args

@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if not args.data.is_file():
-        p.error(f"data file not found: {args.data} (pass --data)")
+        from spanqa.evaluation.squad import missing_file
+
+        p.exit(2, f"{p.prog}: error: {missing_file(args.data)}\n")
     return args
 
 

@@ -91,6 +91,26 @@ def load_tokenizer(model_dir: Path) -> Tokenizer:
     return tok.backend_tokenizer
 
 
+def check_weights(model_dir: Path) -> None:
+    """Every safetensors weight file opens (its header read, nothing loaded), else a ModelError naming it.
+
+    A truncated download or a random file would otherwise surface as a SafetensorError deep inside
+    transformers (and the ONNX exporter), after seconds of loading.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="numpy") as weights:
+                weights.keys()
+        except (SafetensorError, OSError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelError(
+                f"{file} is not a readable safetensors file ({first}); it may be truncated or corrupt: "
+                "copy or download it again"
+            ) from None
+
+
 def read_config(model_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((model_dir / "config.json").read_text(encoding="utf-8"))

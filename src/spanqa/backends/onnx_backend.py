@@ -45,7 +45,7 @@ def _onnxruntime() -> Any:
         import onnxruntime
     except ImportError:
         raise ModelError(
-            "the onnx backends need onnxruntime: pip install 'spanqa[onnx]' (or use backend='torch')"
+            "the onnx backends need onnxruntime: pip install 'onnxruntime>=1.22,<2' (or use backend='torch')"
         ) from None
     return onnxruntime
 

@@ -14,6 +14,7 @@ from spanqa.cli.common import (
     read_stdin,
     reading_options,
 )
+from spanqa.cli.feedback import Activity
 
 
 def _add_ask(p: argparse.ArgumentParser) -> None:
@@ -53,10 +54,10 @@ def _ask(args: argparse.Namespace) -> int:
     for name, text in zip(args.context_file or ["context"], contexts):
         check_text(text, f"context file {name}" if args.context_file else "context")
     reader = load_reader(args)
-    if len(contexts) == 1:
-        pred = reader.answer(args.question, contexts[0], retrieve=retrieve, **reading_options(args))
-    else:
-        pred = reader.answer(args.question, contexts=contexts, retrieve=retrieve, **reading_options(args))
+    item = (args.question, contexts[0] if len(contexts) == 1 else contexts)
+    size = sum(len(text) for text in contexts)
+    with Activity(f"reading {size:,} characters") as activity:  # a long text is minutes of windows
+        pred = reader.answer_batch([item], progress=activity, retrieve=retrieve, **reading_options(args))[0]
     names = args.context_file if args.context_file and len(contexts) > 1 else None
     if args.json:
         out = pred.to_dict()

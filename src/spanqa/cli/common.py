@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from typing import Any
@@ -27,21 +28,86 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"spanqa: error: {message}\n")
 
 
+def positive_int(text: str) -> int:
+    """An option that counts something, checked when the command line is read (before any model loads)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+def window_length(text: str) -> int:
+    return _int_at_least(text, 8)  # the Windower's own floor: special tokens, the question and some context
+
+
+def _int_at_least(text: str, floor: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < floor:
+        what = "a positive integer" if floor == 1 else f"at least {floor}"
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
+
+
+def threshold(text: str) -> float:
+    """A null threshold: a number, -inf (always answer) or inf (never); not nan, which answers everything."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError("must be a number (or -inf / inf), not nan")
+    return value
+
+
+def missing_package(module: str) -> str:
+    """One line saying what to install for a module spanqa needs: the requirement as spanqa declares it."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("spanqa") or []
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        declared = []
+    wanted = module.lower().replace("-", "_")
+    for line in declared:
+        requirement, _, marker = line.partition(";")
+        name = re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0]
+        if name.lower().replace("-", "_").replace(".", "_") == wanted:
+            extra = re.search(r'extra == "([^"]+)"', marker)
+            part = f" (spanqa's {extra.group(1)!r} extra)" if extra else ""
+            spec = requirement.strip().replace(" ", "")
+            return f"this needs {module}{part}, which is not installed: pip install '{spec}'"
+    return f"this needs the Python package {module}, which is not installed: pip install {module}"
+
+
+def require(module: str, feature: str) -> None:
+    """Check that an optional package is there before any work (and the model load) starts."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{feature}: {missing_package(module)}")
+
+
 def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory (default: spanqa's shipped model)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "auto"])
 
 
 def add_reading(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--top-k", type=int, default=1, help="how many answers to return")
-    p.add_argument("--max-answer-len", type=int, default=30, help="longest answer, in tokens")
+    p.add_argument("--top-k", type=positive_int, default=1, help="how many answers to return")
+    p.add_argument("--max-answer-len", type=positive_int, default=30, help="longest answer, in tokens")
     p.add_argument(
         "--null-threshold",
-        type=float,
+        type=threshold,
         help="no answer below this null_score_diff (default: the model's tuned threshold)",
     )
-    p.add_argument("--max-seq-len", type=int, help="window length in tokens (default: the model's)")
-    p.add_argument("--doc-stride", type=int, default=128, help="overlap between windows, in tokens")
+    p.add_argument("--max-seq-len", type=window_length, help="window length in tokens (default: the model's)")
+    p.add_argument(
+        "--doc-stride", type=non_negative_int, default=128, help="overlap between windows, in tokens"
+    )
 
 
 def reading_options(args: argparse.Namespace) -> dict:
@@ -55,9 +121,12 @@ def reading_options(args: argparse.Namespace) -> dict:
 
 
 def load_reader(args: argparse.Namespace):
+    from spanqa.cli.feedback import Activity
     from spanqa.reading.reader import Reader
 
-    return Reader.load(args.model, backend=args.backend)
+    # never quick (torch alone takes seconds to import; maybe an ONNX export): said at once
+    with Activity(f"loading the model ({args.backend})", delay=0.0):
+        return Reader.load(args.model, backend=args.backend)
 
 
 def read_stdin() -> str:

@@ -10,14 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spanqa.cli.common import add_model, add_reading, load_reader, reading_options
+from spanqa.cli.common import add_model, add_reading, load_reader, positive_int, reading_options
 from spanqa.errors import InputError
+from spanqa.evaluation.squad import SQUAD_SOURCE
 from spanqa.reading.bucketing import BATCH_SIZE
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("--data", required=True, help="SQuAD-format JSON file (v1.1 or v2.0)")
+    p.add_argument(
+        "--data", required=True, help=f"SQuAD-format JSON file (v1.1 or v2.0; from {SQUAD_SOURCE})"
+    )
     p.add_argument("--predictions-out", metavar="P.json", help='write {id: answer} ("" = no answer)')
     p.add_argument("--na-probs-out", metavar="N.json", help="write {id: probability of no answer}")
     p.add_argument(
@@ -28,7 +31,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="allow --tune on a file named like evaluation data")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots here (with --tune: default <model>/plots)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="windows per forward pass")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions of the file")
     add_reading(p)
 
@@ -41,10 +44,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         predictions,
         read_questions,
     )
-    from spanqa.evaluation.squad import load_squad
+    from spanqa.evaluation.squad import check_examples, load_squad, misplaced_answers
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be a positive number of questions, got {args.limit}")
+    if args.plots:
+        from spanqa.cli.common import require
+
+        require("matplotlib", "--plots")
     if args.tune and args.null_threshold is not None:
         raise InputError("--tune finds the null threshold itself; do not give --null-threshold with it")
     if args.tune:
@@ -52,6 +59,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         check_tuning_file(args.data, args.force)
     examples = load_squad(args.data)[: args.limit]
+    check_examples(examples, args.data)  # before the model loads: a broken file fails at once
+    misplaced = misplaced_answers(examples)
+    if misplaced:
+        print(
+            f"spanqa: warning: {args.data}: {len(misplaced)} gold answer(s) not at their answer_start "
+            f"(first: {misplaced[0]}); the metrics compare answer texts and are not affected",
+            file=sys.stderr,
+        )
     reader = load_reader(args)
     reading = reading_options(args)
     journal = run_journal("evaluate", reader, args.data, reading)
@@ -105,17 +120,11 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from spanqa.errors import InputError, check_text
     from spanqa.evaluation.journal import run_resumable
-    from spanqa.evaluation.squad import load_squad
+    from spanqa.evaluation.squad import check_examples, load_squad
 
     examples = load_squad(args.data)
-    for ex in examples:  # the record's id, not its position in the batch, tells the user what to fix
-        try:
-            check_text(ex.question, "question")
-            check_text(ex.context, "context")
-        except InputError as e:
-            raise InputError(f"{args.data}: question id {ex.id}: {e}") from None
+    check_examples(examples, args.data)  # the record's id, not its position in a batch, says what to fix
     out = Path(args.out)
     tmp = out.with_name(out.name + ".tmp")
     if out.is_dir():
@@ -129,11 +138,10 @@ def _predict(args: argparse.Namespace) -> int:
             reader, reading = load_reader(args), reading_options(args)
             journal = run_journal("predict", reader, args.data, reading)
 
-            def read_chunk(indexes: list[int]) -> list[dict]:
+            def read_chunk(indexes: list[int], report: Callable[[int, int], None]) -> list[dict]:
                 chunk = [examples[i] for i in indexes]
-                preds = reader.answer_batch(
-                    [(ex.question, ex.context) for ex in chunk], batch_size=args.batch_size, **reading
-                )
+                items = [(ex.question, ex.context) for ex in chunk]
+                preds = reader.answer_batch(items, batch_size=args.batch_size, progress=report, **reading)
                 return [{"id": ex.id, **pred.to_dict()} for ex, pred in zip(chunk, preds)]
 
             records = run_resumable([ex.id for ex in examples], read_chunk, journal)

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from spanqa.cli.common import EXIT_USAGE, Parser
+from spanqa.cli.common import EXIT_USAGE, Parser, missing_package
 from spanqa.errors import SpanqaError
 
 COMMAND_MODULES = (
@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split("\n"))  # one line, even for a library's multi-line message
         print(f"spanqa: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.split(".")[0] == "spanqa":
+            raise  # spanqa's own module missing is a broken install or a bug, not an option to install
+        print(f"spanqa: error: {missing_package(e.name.split('.')[0])}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("spanqa: interrupted", file=sys.stderr)
         return 130
@@ -56,7 +61,10 @@ def all_commands() -> dict[str, tuple[Callable, Callable, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spanqa import __version__
+
     parser = Parser(prog="spanqa", description="Extractive question answering with exact character offsets.")
+    parser.add_argument("--version", action="version", version=f"spanqa {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for name, (adder, func, helptext) in all_commands().items():
         p = sub.add_parser(name, help=helptext, description=helptext)

@@ -26,7 +26,8 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace) -> int:
     from spanqa.backends.export import export_onnx
     from spanqa.backends.model_cache import weight_files
-    from spanqa.backends.model_dir import CARD_NAME, resolve_model
+    from spanqa.backends.model_dir import CARD_NAME, check_weights, resolve_model
+    from spanqa.cli.feedback import Activity
 
     model_dir = resolve_model(args.model)
     out = Path(args.out)
@@ -36,7 +37,9 @@ def _export(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out} is a file")
     if out.is_dir() and weight_files(out):
         raise InputError(f"--out {out} holds model weights; choose an empty or export directory")
-    report = export_onnx(model_dir, out, int8=args.int8)
+    check_weights(model_dir)
+    with Activity("exporting to ONNX and checking it against PyTorch"):  # tens of seconds
+        report = export_onnx(model_dir, out, int8=args.int8)
     for name in (*_COMPANION_FILES, CARD_NAME):
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, out / name)
@@ -87,7 +90,9 @@ def _bench(args: argparse.Namespace) -> int:
         raise InputError("--limit, --batch-size and --threads must be positive")
     data = Path(args.data) if args.data else default_data()
     if data is None:
-        raise InputError("no --data given and ../shared/data/squad-v2.0-dev-half.json is not there")
+        from spanqa.evaluation.squad import missing_file
+
+        raise InputError(missing_file("../shared/data/squad-v2.0-dev-half.json"))
     opts = BenchOptions(
         model=args.model,
         data=data,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from spanqa.errors import InputError
-from spanqa.evaluation.journal import Journal, run_resumable
+from spanqa.evaluation.journal import ChunkProgress, Journal, run_resumable
 from spanqa.evaluation.metrics import answerability_auc, compute_exact, gold_texts, squad_v2_eval
 from spanqa.evaluation.squad import Example
 from spanqa.prediction import Prediction
@@ -96,13 +96,14 @@ def read_questions(
         raise InputError("no questions to evaluate")
     reading = {k: v for k, v in reading.items() if k != "top_k"}  # only the top answer is evaluated
 
-    def read_chunk(indexes: list[int]) -> list[dict[str, Any]]:
+    def read_chunk(indexes: list[int], report: ChunkProgress) -> list[dict[str, Any]]:
         chunk = [examples[i] for i in indexes]
         preds = reader.answer_batch(
             [(ex.question, ex.context) for ex in chunk],
             batch_size=batch_size,
             top_k=1,
             calibrated=False,
+            progress=report,
             **reading,
         )
         return [asdict(_result(ex, pred)) for ex, pred in zip(chunk, preds)]

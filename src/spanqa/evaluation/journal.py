@@ -21,6 +21,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHUNK = 256  # questions per chunk: a few seconds of work lost at most, batches still full
+# The bar moves within a chunk too: read_chunk reports (windows read, windows in all) as batches finish.
+ChunkProgress = Callable[[int, int], None]
 
 
 def data_identity(path: str | os.PathLike) -> dict[str, Any]:
@@ -93,14 +95,18 @@ class Journal:
 
 def run_resumable(
     ids: Sequence[str],
-    read_chunk: Callable[[list[int]], list[dict[str, Any]]],
+    read_chunk: Callable[[list[int], ChunkProgress], list[dict[str, Any]]],
     journal: Journal | None,
     *,
     progress: bool = True,
     desc: str = "read",
 ) -> list[dict[str, Any]]:
     """Records for every id, in order: taken from the journal where a previous run left them, else made by
-    `read_chunk(indexes)` (one record per index, each with its "id") and journaled chunk by chunk."""
+    `read_chunk(indexes, report)` (one record per index, each with its "id") and journaled chunk by chunk.
+
+    `report(done, total)`, called by read_chunk as its work advances (Reader.answer_batch's `progress`),
+    moves the bar within the chunk, so it never sits still for a whole chunk of questions.
+    """
     from tqdm import tqdm
 
     if len(set(ids)) != len(ids):
@@ -125,10 +131,18 @@ def run_resumable(
     ) as bar:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            records = read_chunk(chunk)
+            before = bar.n
+
+            def report(done: int, total: int, before: int = before, size: int = len(chunk)) -> None:
+                shown = before + (size * done // total if total else 0)
+                if shown > bar.n:
+                    bar.update(shown - bar.n)
+
+            records = read_chunk(chunk, report)
             if journal is not None:
                 journal.append(records)
             for i, record in zip(chunk, records):
                 results[i] = record
-            bar.update(len(chunk))
+            if bar.n < before + len(chunk):  # whatever the reports left (none at all from some read_chunks)
+                bar.update(before + len(chunk) - bar.n)
     return results  # type: ignore[return-value]  # every slot is filled by now

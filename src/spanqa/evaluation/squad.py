@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spanqa.errors import InputError
+from spanqa.errors import InputError, check_text
 from spanqa.retrieval.sources import read_text
+
+# Where SQuAD-format files come from, for messages about a missing one: data is never shipped with spanqa.
+SQUAD_SOURCE = "dev-v2.0.json from https://rajpurkar.github.io/SQuAD-explorer/"
 
 
 @dataclass
@@ -28,6 +31,11 @@ class Example:
     paragraph: int = 0  # index of the paragraph in the whole file: questions sharing a context share it
 
 
+def missing_file(path: str | Path, option: str = "--data") -> str:
+    """The line for a SQuAD file that is not there: which option takes it and where such files come from."""
+    return f"no SQuAD file at {path}: pass {option} FILE, a SQuAD-format file such as {SQUAD_SOURCE}"
+
+
 def load_squad(path: str | Path) -> list[Example]:
     """All questions of a SQuAD-format file, in file order."""
     return parse_squad(read_squad_json(path), str(path))
@@ -35,6 +43,8 @@ def load_squad(path: str | Path) -> list[Example]:
 
 def read_squad_json(path: str | Path) -> Any:
     """The parsed JSON of a SQuAD-format file (not yet checked to be SQuAD: see parse_squad)."""
+    if not Path(path).exists():
+        raise InputError(f"SQuAD file not found: {path} (SQuAD-format JSON; official files: {SQUAD_SOURCE})")
     text = read_text(path, "SQuAD file")
     try:
         return json.loads(text)
@@ -88,6 +98,44 @@ def _parse_qa(qa: object, context: str, where: str, title: str, paragraph: int) 
         answers.append(GoldAnswer(ans["text"], ans["answer_start"]))
     impossible = bool(qa.get("is_impossible", False))
     return Example(str(qid), question, context, answers, impossible, title, paragraph)
+
+
+def check_examples(examples: list[Example], source: str) -> None:
+    """What reading a file's questions needs, checked before any model loads; errors name the question id.
+
+    At least one question, each id once (predictions and metrics are keyed by id), a non-blank question and
+    context.
+    """
+    if not examples:
+        raise InputError(f"{source}: no questions in the file")
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.id in seen:
+            raise InputError(f"{source}: question id {ex.id} appears more than once; ids must be unique")
+        seen.add(ex.id)
+        try:
+            check_text(ex.question, "question")
+            check_text(ex.context, "context")
+        except InputError as e:
+            raise InputError(f"{source}: question id {ex.id}: {e}") from None
+
+
+def misplaced_answers(examples: list[Example]) -> list[str]:
+    """Gold answers whose `answer_start` does not point at their text, each named by question id.
+
+    The official metrics compare answer texts, so these do not change them; training repairs what it can
+    (locate_answer). They are reported because they usually mean the file was edited or built wrongly.
+    """
+    problems = []
+    for ex in examples:
+        for k, answer in enumerate(ex.answers):
+            where = f"question id {ex.id}: answers[{k}]: answer_start {answer.start}"
+            found = ex.context[answer.start : answer.start + len(answer.text)]
+            if not 0 <= answer.start <= len(ex.context) - len(answer.text):
+                problems.append(f"{where} is outside its context of {len(ex.context)} characters")
+            elif found != answer.text:
+                problems.append(f"{where} reads {found!r} in the context, not {answer.text!r}")
+    return problems
 
 
 def split_by_article(doc: dict, fraction: float, seed: int = 0) -> tuple[dict, dict]:

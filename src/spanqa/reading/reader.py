@@ -6,9 +6,10 @@ text -> windows (windows.py) -> backend (backends.py) -> spans (decode.py) -> Pr
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ class Reader:
         """
         if (context is None) == (contexts is None):
             raise InputError("give exactly one of context or contexts")
+        if isinstance(contexts, str | bytes):  # else each character would be read as a document
+            raise InputError("contexts must be a list of strings; for one text, pass it as context")
         item: Item = (question, context) if context is not None else (question, list(contexts or []))
         return self.answer_batch(
             [item],
@@ -143,17 +146,18 @@ class Reader:
         null_threshold: float | None = None,
         max_seq_len: int | None = None,
         doc_stride: int = DEFAULT_DOC_STRIDE,
-        progress: bool = False,
+        progress: bool | Callable[[int, int], None] = False,
         retrieve: str | Retrieval = "auto",
         calibrated: bool = True,
     ) -> list[Prediction]:
         """Answer many (question, context) pairs; windows of all of them are batched by length.
 
         Results come back in input order and equal what `answer` gives for each pair alone.
+        `progress`: True for a bar on stderr, or a function called with (windows read, windows in all).
         `calibrated=False` gives raw scores (each answer's softmax share) instead of the model's
         calibrated probabilities; evaluation and tuning read the raw features from them.
         """
-        _check_options(top_k, max_answer_len, batch_size)
+        _check_options(top_k, max_answer_len, batch_size, null_threshold)
         items = list(items)
         _check_items(items)  # the caller's texts, before anything (retrieval included) tokenizes them
         windower = self._windower(max_seq_len, doc_stride)
@@ -244,9 +248,15 @@ def _reads(items: list[Item]) -> list[tuple[int, int, str, str]]:
     return reads
 
 
-def _check_options(top_k: int, max_answer_len: int, batch_size: int) -> None:
+def _check_options(top_k: int, max_answer_len: int, batch_size: int, null_threshold: Any) -> None:
     for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len), ("batch_size", batch_size)):
         check_positive(name, value)
+    if null_threshold is not None and (
+        not isinstance(null_threshold, numbers.Real)
+        or isinstance(null_threshold, bool)
+        or math.isnan(null_threshold)
+    ):  # nan compares false with everything: every question would get an answer
+        raise InputError(f"null_threshold must be a number (or -inf / inf) or None, got {null_threshold!r}")
 
 
 class _NoBar:
@@ -257,7 +267,24 @@ class _NoBar:
         pass
 
 
-def _progress(total: int, show: bool) -> Any:
+class _Reported:
+    """Progress told to the caller's function: (windows read, windows in all) after each batch."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None]):
+        self.total, self.done, self.report = total, 0, report
+        report(0, total)  # the windows are made: the caller learns how much work there is
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.report(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, show: bool | Callable[[int, int], None]) -> Any:
+    if callable(show):
+        return _Reported(total, show)
     if not show:
         return _NoBar()
     from tqdm import tqdm
