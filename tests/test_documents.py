@@ -13,8 +13,8 @@ import sqlite3
 import zipfile
 
 import pytest
-from documents import encrypted_pdf_bytes, html_page, pdf_bytes, write_docx
 
+from documents import encrypted_pdf_bytes, html_page, pdf_bytes, write_docx
 from spanqa import InputError, Reader
 from spanqa.cli.main import main
 from spanqa.retrieval import sources
@@ -175,7 +175,7 @@ def test_cli_ask_json_carries_the_citation(tmp_path, capsys, default_model_dir):
     assert main(["index", "add", "--db", db, str(tmp_path / "l.pdf")]) == 0
     assert main(["index", "ls", "--db", db]) == 0
     listed = capsys.readouterr().out
-    assert listed.startswith("l.pdf\tpdf\t") and "\t3 pages\t" in listed
+    assert "\nl.pdf\tpdf\t" in listed and "\t3 pages\t" in listed
     assert main(["ask", "--db", db, "--json", "When was the lighthouse first lit?"]) == 0
     best = json.loads(capsys.readouterr().out)["answers"][0]
     assert best["text"] == "12 March 1849" and best["page"] == 2 and best["doc"] == "l.pdf"
@@ -331,7 +331,8 @@ CREATE TABLE passages (
 CREATE INDEX passages_doc ON passages (doc, n);
 CREATE VIRTUAL TABLE passage_text USING fts5(text, tokenize='unicode61 remove_diacritics 2');
 INSERT INTO meta VALUES ('schema', '1'), ('passage_chars', '1000');
-INSERT INTO documents VALUES ('old.txt', '/data/old.txt', 'abc', 'The harbour froze in 1903.', '2026-01-01T00:00:00+00:00');
+INSERT INTO documents VALUES
+    ('old.txt', '/data/old.txt', 'abc', 'The harbour froze in 1903.', '2026-01-01T00:00:00+00:00');
 INSERT INTO passages VALUES (1, 'old.txt', 0, 0, 26);
 INSERT INTO passage_text (rowid, text) VALUES (1, 'The harbour froze in 1903.');
 """

@@ -55,7 +55,7 @@ def _add_index(p: argparse.ArgumentParser) -> None:
     sub.required = True
     add = sub.add_parser(
         "add",
-        help="add text, markdown, PDF, HTML and DOCX files, folders of them (recursively), JSONL of {id, text}",
+        help="add text, markdown, PDF, HTML and DOCX files, folders of them (recursively), JSONL {id, text}",
     )
     _add_db(add)
     add.add_argument("paths", nargs="+", metavar="PATH")
