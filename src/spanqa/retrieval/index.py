@@ -280,6 +280,10 @@ class DocumentIndex:
         )
         return [DocumentInfo(*row) for row in rows]
 
+    def formats(self) -> dict[str, int]:
+        """How many documents of each format the index holds."""
+        return dict(self._read("SELECT format, count(*) FROM documents GROUP BY format ORDER BY format"))
+
     def pages(self, doc_id: str) -> list[tuple[int, int]] | None:
         """A document's page map: page n's (start, end) in its stored text is the item n - 1; None for
         a format without pages."""
