@@ -98,7 +98,8 @@ def test_docx_headings_paragraphs_and_tables(tmp_path):
     ("data", "name", "expected"),
     [
         (b"%PDF-1.4 ...", "report.txt", "pdf"),  # the content wins over a wrong extension
-        (b"PK\x03\x04...", "letter", "docx"),
+        (b"PK\x03\x04...word/document.xml...", "letter", "docx"),
+        (b"PK\x03\x04...", "photos.zip", "text"),  # another zip: refused as binary by the text reader
         (b"\xef\xbb\xbf <!DOCTYPE html><html>", "page", "html"),
         (b"<!-- saved --><html><body>", "saved.dat", "html"),
         (b"<p>not a page, just text with a tag</p>", "notes", "text"),
@@ -378,3 +379,15 @@ def test_an_index_of_a_newer_spanqa_is_refused_untouched(tmp_path):
     with pytest.raises(InputError, match="newer spanqa"):
         DocumentIndex(db)
     assert dump() == before
+
+
+def test_ask_reads_a_pdf_context_file_and_names_the_page(tmp_path, capsys, default_model_dir):
+    (tmp_path / "l.pdf").write_bytes(pdf_bytes(PAGES))
+    question = "When was the lighthouse first lit?"
+    assert main(["ask", "--context-file", str(tmp_path / "l.pdf"), "--json", question]) == 0
+    best = json.loads(capsys.readouterr().out)["answers"][0]
+    text = extract((tmp_path / "l.pdf").read_bytes(), "l.pdf").text
+    assert best["text"] == "12 March 1849" == text[best["start"] : best["end"]] and best["page"] == 2
+    (tmp_path / "bad.txt").write_bytes("Café".encode("latin-1"))
+    assert main(["ask", "--context-file", str(tmp_path / "bad.txt"), question]) == 2
+    assert capsys.readouterr().err.strip().endswith("bad.txt is not valid UTF-8 (byte 3)")

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spanqa.errors import InputError
-from spanqa.retrieval.formats import DEFAULT_MAX_PAGES, SUFFIXES, decode_text, extract
+from spanqa.retrieval.formats import (
+    DEFAULT_MAX_PAGES,
+    SUFFIXES,
+    Extracted,
+    decode_text,
+    extract,
+    sniff_format,
+)
 
 JSONL_SUFFIX = ".jsonl"
 DEFAULT_MAX_BYTES = 10_000_000
@@ -45,6 +52,16 @@ def read_text(path: str | Path, what: str = "file") -> str:
     except OSError as e:
         raise InputError(f"cannot read {what} {p}: {e.strerror}") from None
     return decode_text(raw, f"{what} {p}")
+
+
+def read_context(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Extracted:
+    """A file to answer from (`spanqa ask --context-file`): text as read_text reads it, or the text of a
+    PDF, HTML or DOCX file with its page map."""
+    p = Path(path)
+    raw = read_file(p, max_bytes, "context file")
+    if sniff_format(raw, p) == "text":
+        return Extracted(decode_text(raw, f"context file {p}"), "text")
+    return extract(raw, str(p))
 
 
 def collect_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -98,7 +115,7 @@ def is_jsonl(file: Path) -> bool:
     return file.suffix.lower() == JSONL_SUFFIX
 
 
-def read_file(file: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_file(file: Path, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "file") -> bytes:
     """A file's bytes, refused before reading when larger than max_bytes."""
     try:
         size = file.stat().st_size
@@ -106,9 +123,9 @@ def read_file(file: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
             raise InputError(f"{file}: {_mb(size)} is over the limit of {_mb(max_bytes)} per document")
         return file.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"file not found: {file}") from None
+        raise InputError(f"{what} not found: {file}") from None
     except IsADirectoryError:
-        raise InputError(f"file is a directory, not a file: {file}") from None
+        raise InputError(f"{what} is a directory, not a file: {file}") from None
     except OSError as e:
         raise InputError(f"cannot read {file}: {e.strerror}") from None
 

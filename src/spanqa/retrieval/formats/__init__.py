@@ -56,8 +56,8 @@ def sniff_format(data: bytes, name: str | PurePath) -> str:
     if head.startswith(b"%PDF-"):
         return "pdf"
     suffix = PurePath(name).suffix.lower()
-    if head.startswith(b"PK\x03\x04") and suffix != ".pdf":
-        return "docx"  # the DOCX reader names the problem when the archive is some other zip
+    if head.startswith(b"PK\x03\x04") and (suffix == ".docx" or b"word/document.xml" in data):
+        return "docx"  # a zip archive holding a Word document, or named .docx (the reader says what is wrong)
     if suffix in SUFFIXES:
         return SUFFIXES[suffix]
     if _HTML_START.match(head.removeprefix(b"\xef\xbb\xbf")):
