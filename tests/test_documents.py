@@ -66,9 +66,9 @@ def test_pdf_text_keeps_its_pages_and_empty_pages_are_counted():
 
 
 def test_html_main_text_without_navigation_scripts_or_footer():
-    html = html_page("Old Point", ["First <b>lit</b> in\n 1849.", "Tall: 38 m."]).encode()
+    html = html_page("Old Point", ["First <b>lit</b> in\n 1849.", "Tall: 38 m.<br>\n Wide: 6 m."]).encode()
     extracted = extract(html, "page.html")
-    assert extracted.text == "Old Point\n\nFirst lit in 1849.\n\nTall: 38 m."
+    assert extracted.text == "Old Point\n\nFirst lit in 1849.\n\nTall: 38 m.\nWide: 6 m."
     assert extracted.pages is None and extracted.format == "html"
 
 

@@ -26,6 +26,9 @@ _BLOCKS = frozenset(
 _LINE_BREAKS = frozenset({"br"})
 _CELLS = frozenset({"td", "th"})
 _SPACES = re.compile(r"\s+")
+# A <br> outside <pre>, kept through whitespace collapsing (the parser turns any NUL in the page into U+FFFD).
+_BREAK = "\x00"
+_AROUND_BREAK = re.compile(r" ?\x00 ?")
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
 
 
@@ -82,7 +85,7 @@ def _blocks(root) -> list[str]:
             lines = [line.rstrip() for line in text.split("\n")]
             text = "\n".join(lines).strip("\n")
         else:
-            text = _SPACES.sub(" ", text).strip()
+            text = _AROUND_BREAK.sub("\n", _SPACES.sub(" ", text)).strip()
         text = clean(text)
         if text.strip():
             blocks.append(text)
@@ -101,7 +104,7 @@ def _blocks(root) -> list[str]:
             current.append(node.text(deep=False) or "")
             continue
         if tag in _LINE_BREAKS:
-            current.append("\n" if pre_depth else " ")
+            current.append("\n" if pre_depth else _BREAK)
             continue
         if tag in _CELLS and any(piece.strip() for piece in current):
             current.append(" | ")  # cells of a row stay on one line, told apart
