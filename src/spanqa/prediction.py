@@ -7,13 +7,37 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Citation:
+    """Where an answer from a document index is: the indexed document's source (its file), format and page
+    (None when the format has no pages), and the stored passage holding the answer, as offsets into the
+    document's stored text: `passage_text == text[passage_start:passage_end]`, which contains the answer."""
+
+    source: str
+    format: str
+    page: int | None
+    passage_start: int
+    passage_end: int
+    passage_text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self.source, "format": self.format}
+        if self.page is not None:
+            d["page"] = self.page
+        d.update(
+            passage_start=self.passage_start, passage_end=self.passage_end, passage_text=self.passage_text
+        )
+        return d
+
+
+@dataclass(frozen=True)
 class Answer:
     """A span of the caller's text: `context[start:end] == text`.
 
     `score` is the probability that this answer is correct when the model is calibrated (see the model
     card), else the model's own softmax share of this span among all spans and "no answer".
     `doc` is the index of the context the answer is in, when several were given, or the document id when
-    answering from a DocumentIndex; `passage` is then the number of the indexed passage holding the answer.
+    answering from a DocumentIndex; `passage` is then the number of the indexed passage holding the answer,
+    and `citation` says where it is (source, page, the passage's text and offsets).
     """
 
     text: str
@@ -22,6 +46,7 @@ class Answer:
     score: float
     doc: int | str | None = None
     passage: int | None = None
+    citation: Citation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"text": self.text, "start": self.start, "end": self.end, "score": self.score}
@@ -29,6 +54,8 @@ class Answer:
             d["doc"] = self.doc
         if self.passage is not None:
             d["passage"] = self.passage
+        if self.citation is not None:
+            d.update(self.citation.to_dict())
         return d
 
 

@@ -25,7 +25,7 @@ def _add_ask(p: argparse.ArgumentParser) -> None:
         "--context-file",
         action="append",
         metavar="FILE",
-        help="read the text from FILE (repeat for several documents); default: stdin",
+        help="read the text from FILE: text, PDF, HTML or DOCX (repeat for several); default: stdin",
     )
     src.add_argument("--db", metavar="FILE", help="answer from a document index (see: spanqa index add)")
     add_reading(p)
@@ -39,16 +39,18 @@ def _add_ask(p: argparse.ArgumentParser) -> None:
 def _ask(args: argparse.Namespace) -> int:
     from spanqa.cli.index import ask_index, retrieval_from_args
     from spanqa.errors import check_text
-    from spanqa.retrieval.sources import read_text
+    from spanqa.retrieval.sources import read_context
 
     if args.db:
         return ask_index(args)
     check_text(args.question, "question")
     retrieve = retrieval_from_args(args)
+    files = []  # the files' extracted texts, with the page map of a PDF
     if args.context is not None:
         contexts = [args.context]
     elif args.context_file:
-        contexts = [read_text(f, "context file") for f in args.context_file]
+        files = [read_context(f) for f in args.context_file]
+        contexts = [f.text for f in files]
     else:
         contexts = [read_stdin()]
     for name, text in zip(args.context_file or ["context"], contexts):
@@ -63,6 +65,10 @@ def _ask(args: argparse.Namespace) -> int:
         out = pred.to_dict()
         for a in out["answers"] if names else []:
             a["file"] = names[a["doc"]]
+        for a in out["answers"] if files else []:
+            page = files[a.get("doc", 0)].page_of(a["start"])
+            if page is not None:
+                a["page"] = page
         print(json.dumps(out, ensure_ascii=False))
         return 0
     print(format_prediction(pred, names, contexts=contexts))

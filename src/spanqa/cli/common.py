@@ -158,11 +158,18 @@ def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[s
         where = f"{doc_names[a.doc]} " if doc_names and isinstance(a.doc, int) else ""
         where = f"{a.doc} " if isinstance(a.doc, str) else where  # an indexed document's id
         passage = f" passage {a.passage}" if a.passage is not None else ""
+        if a.citation is not None and a.citation.page is not None:
+            passage = f" page {a.citation.page}{passage}"
         prefix = f"{rank}. " if several else ("" if pred.no_answer else "answer: ")
         text = json.dumps(a.text, ensure_ascii=False)
         lines.append(f"{prefix}{text}  {where}[{a.start}:{a.end}]{passage}  score {_score(a.score)}")
         if contexts is not None and not isinstance(a.doc, str):
             lines.append("   " + _in_context(contexts[a.doc or 0], a.start, a.end))
+        elif a.citation is not None:  # from an index: shown in its passage
+            c = a.citation
+            lines.append(
+                "   " + _in_context(c.passage_text, a.start - c.passage_start, a.end - c.passage_start)
+            )
     if not pred.no_answer:
         lines.append(f"null_score_diff {pred.null_score_diff:.2f}")
     return "\n".join(lines)

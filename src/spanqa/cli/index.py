@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from spanqa.cli.common import format_prediction, load_reader, reading_options
+from spanqa.retrieval.formats.text import DEFAULT_MAX_PAGES
 
 
 def add_retrieval_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,11 +53,17 @@ def ask_index(args: argparse.Namespace) -> int:
 def _add_index(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="index_command", metavar="{add,ls,rm}", parser_class=type(p))
     sub.required = True
-    add = sub.add_parser("add", help="add files, folders (recursively) and JSONL files of {id, text}")
+    add = sub.add_parser(
+        "add",
+        help="add text, markdown, PDF, HTML and DOCX files, folders of them (recursively), JSONL {id, text}",
+    )
     _add_db(add)
     add.add_argument("paths", nargs="+", metavar="PATH")
     add.add_argument("--skip-bad", action="store_true", help="leave out unusable files with a warning")
-    add.add_argument("--max-mb", type=float, default=10.0, help="largest document, in MB (default 10)")
+    add.add_argument("--max-mb", type=float, default=10.0, help="largest file or text, in MB (default 10)")
+    add.add_argument(
+        "--max-pages", type=int, default=DEFAULT_MAX_PAGES, help=f"longest PDF (default {DEFAULT_MAX_PAGES})"
+    )
     add.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for another writer")
     ls = sub.add_parser("ls", help="list the indexed documents")
     _add_db(ls)
@@ -81,9 +88,15 @@ def _index_add(args: argparse.Namespace) -> int:
 
     if not args.max_mb > 0:
         raise InputError(f"--max-mb must be positive, got {args.max_mb:g}")
+    if args.max_pages < 1:
+        raise InputError(f"--max-pages must be positive, got {args.max_pages}")
     with DocumentIndex(args.db, timeout=args.timeout) as index:
         report = index.add(
-            args.paths, progress=sys.stderr.isatty(), skip_bad=args.skip_bad, max_bytes=int(args.max_mb * 1e6)
+            args.paths,
+            progress=sys.stderr.isatty(),
+            skip_bad=args.skip_bad,
+            max_bytes=int(args.max_mb * 1e6),
+            max_pages=args.max_pages,
         )
     summary = f"{len(report.added)} added, {len(report.replaced)} replaced, {len(report.skipped)} unchanged"
     if report.refused:
@@ -101,7 +114,8 @@ def _index_ls(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(d.__dict__, ensure_ascii=False))
         else:
-            print(f"{d.id}\t{d.chars} chars\t{d.passages} passages\t{d.added}")
+            pages = f"\t{d.pages} pages" if d.pages is not None else ""
+            print(f"{d.id}\t{d.format}\t{d.chars} chars{pages}\t{d.passages} passages\t{d.added}")
     if not args.json:
         print(f"{len(docs)} documents", file=sys.stderr)
     return 0

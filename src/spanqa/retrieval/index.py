@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -22,34 +23,30 @@ from typing import Any
 
 from spanqa.errors import InputError, check_positive
 from spanqa.prediction import Prediction
-from spanqa.retrieval.bm25 import FTS_TOKENIZER, match_query
-from spanqa.retrieval.passages import DEFAULT_PASSAGE_CHARS, split_passages
+from spanqa.retrieval.bm25 import match_query
+from spanqa.retrieval.formats import DEFAULT_MAX_PAGES
+from spanqa.retrieval.passages import Passage, split_passages
+from spanqa.retrieval.regions import Region, regions_of
+from spanqa.retrieval.schema import SCHEMA_VERSION, open_schema
 from spanqa.retrieval.sources import (
     DEFAULT_MAX_BYTES,
     Document,
     check_document,
     collect_files,
+    document_id,
+    file_document,
+    file_sha256,
+    is_jsonl,
     read_documents,
+    read_file,
 )
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+__all__ = ["SCHEMA_VERSION", "AddReport", "DocumentIndex", "DocumentInfo", "Hit"]
+
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_SEARCH_PASSAGES = 5
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY, source TEXT NOT NULL, sha256 TEXT NOT NULL, text TEXT NOT NULL, added TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS passages (
-    id INTEGER PRIMARY KEY, doc TEXT NOT NULL, n INTEGER NOT NULL,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS passages_doc ON passages (doc, n);
-CREATE VIRTUAL TABLE IF NOT EXISTS passage_text USING fts5(text, tokenize='{FTS_TOKENIZER}');
-"""
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,8 @@ class DocumentInfo:
     passages: int
     sha256: str
     added: str  # ISO 8601, UTC
+    format: str = "text"  # text, pdf, html or docx
+    pages: int | None = None  # for a format with pages
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,7 @@ class Hit:
     end: int
     text: str
     score: float
+    page: int | None = None
 
 
 @dataclass
@@ -105,7 +105,7 @@ class DocumentIndex:
             raise InputError(f"cannot open index {self.path}: {e}") from None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._check_schema(create)
+            open_schema(self._db, self.path, create)
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise InputError(f"{self.path} is not a spanqa index ({e})") from None
@@ -133,20 +133,27 @@ class DocumentIndex:
         progress: bool = False,
         skip_bad: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_pages: int = DEFAULT_MAX_PAGES,
     ) -> AddReport:
-        """Add text/markdown files, folders (recursively) and JSON Lines files, all or nothing.
+        """Add text, markdown, PDF, HTML and DOCX files, folders of them (recursively) and JSON Lines files,
+        all or nothing. A file whose bytes are unchanged since it was added is skipped without reading it.
 
-        A file that cannot be used (empty, binary, not UTF-8, too big, bad JSONL) is an InputError and
-        nothing is added, unless `skip_bad`: then it is left out and named in `AddReport.refused`.
+        A file that cannot be used (empty, binary, not UTF-8, too big, a PDF that is encrypted, damaged or
+        without a text layer, bad JSONL...) is an InputError naming it and nothing is added, unless
+        `skip_bad`: then it is left out and named in `AddReport.refused`.
         """
+        check_positive("max_pages", max_pages)
         files = collect_files(paths)
         report = AddReport()
         with self._write() as db:
             seen: dict[str, str] = {}
-            for file in _progress(files, progress):
+            bar = _progress(files, progress)
+            for file in bar:
+                if progress:
+                    bar.set_postfix_str(file.name[-40:], refresh=False)
                 db.execute("SAVEPOINT file")
                 marks = (len(report.added), len(report.replaced), len(report.skipped), len(seen))
-                docs = read_documents(file, self.path.resolve().parent, max_bytes)
+                docs = self._file_documents(db, file, max_bytes, max_pages)
                 while True:
                     try:
                         doc = next(docs)
@@ -163,6 +170,22 @@ class DocumentIndex:
                     self._put(db, doc, seen, report)  # a duplicate id is refused even with skip_bad
                 db.execute("RELEASE file")
         return report
+
+    def _file_documents(
+        self, db: sqlite3.Connection, file: Path, max_bytes: int, max_pages: int
+    ) -> Iterator[Document | str]:
+        """The documents of a file; for a file stored with the same bytes, only its id (unchanged)."""
+        root = self.path.resolve().parent
+        if is_jsonl(file):
+            yield from read_documents(file, root, max_bytes, max_pages)
+            return
+        raw = read_file(file, max_bytes)
+        doc_id = document_id(file, root)
+        stored = db.execute("SELECT file_sha256 FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if stored is not None and stored[0] == file_sha256(raw):
+            yield doc_id
+            return
+        yield file_document(file, raw, doc_id, max_bytes, max_pages)
 
     def add_texts(
         self, documents: Iterable[tuple[str, str]], *, max_bytes: int = DEFAULT_MAX_BYTES
@@ -188,25 +211,37 @@ class DocumentIndex:
                     raise InputError(f"no document with id {doc_id!r} in {self.path}")
                 _delete(db, doc_id)
 
-    def _put(self, db: sqlite3.Connection, doc: Document, seen: dict[str, str], report: AddReport) -> None:
-        if doc.id in seen:
-            raise InputError(f"duplicate id {doc.id!r}: {seen[doc.id]} and {doc.source}")
-        seen[doc.id] = doc.source
+    def _put(
+        self, db: sqlite3.Connection, doc: Document | str, seen: dict[str, str], report: AddReport
+    ) -> None:
+        """Store a document (replacing one of the same id), or count it unchanged (`doc` is then its id)."""
+        doc_id, source = (doc, doc) if isinstance(doc, str) else (doc.id, doc.source)
+        if doc_id in seen:
+            raise InputError(f"duplicate id {doc_id!r}: {seen[doc_id]} and {source}")
+        seen[doc_id] = source
+        if isinstance(doc, str):
+            report.skipped.append(doc_id)
+            return
         digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
-        old = db.execute("SELECT sha256 FROM documents WHERE id = ?", (doc.id,)).fetchone()
-        if old is not None and old[0] == digest:
+        old = db.execute("SELECT sha256, format FROM documents WHERE id = ?", (doc.id,)).fetchone()
+        if old is not None and old == (digest, doc.format):
+            # same text from new bytes (a PDF re-saved): remember the bytes, so the next run skips them unread
+            db.execute("UPDATE documents SET file_sha256 = ? WHERE id = ?", (doc.file_sha256, doc.id))
             report.skipped.append(doc.id)
             return
         if old is not None:
             _delete(db, doc.id)
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        pages = json.dumps([list(p) for p in doc.pages]) if doc.pages is not None else None
         db.execute(
-            "INSERT INTO documents (id, source, sha256, text, added) VALUES (?, ?, ?, ?, ?)",
-            (doc.id, doc.source, digest, doc.text, now),
+            "INSERT INTO documents (id, source, sha256, text, added, format, pages, file_sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc.id, doc.source, digest, doc.text, now, doc.format, pages, doc.file_sha256),
         )
-        for n, p in enumerate(split_passages(doc.text, self.passage_chars)):
+        for n, (page, p) in enumerate(_passages(doc, self.passage_chars)):
             cur = db.execute(
-                'INSERT INTO passages (doc, n, start, "end") VALUES (?, ?, ?, ?)', (doc.id, n, p.start, p.end)
+                'INSERT INTO passages (doc, n, start, "end", page) VALUES (?, ?, ?, ?, ?)',
+                (doc.id, n, p.start, p.end, page),
             )
             db.execute("INSERT INTO passage_text (rowid, text) VALUES (?, ?)", (cur.lastrowid, p.text))
         (report.replaced if old is not None else report.added).append(doc.id)
@@ -239,10 +274,23 @@ class DocumentIndex:
 
     def documents(self) -> list[DocumentInfo]:
         rows = self._read(
-            "SELECT d.id, d.source, length(d.text), count(p.id), d.sha256, d.added FROM documents d "
+            "SELECT d.id, d.source, length(d.text), count(p.id), d.sha256, d.added, d.format, "
+            "json_array_length(d.pages) FROM documents d "
             "LEFT JOIN passages p ON p.doc = d.id GROUP BY d.id ORDER BY d.id"
         )
         return [DocumentInfo(*row) for row in rows]
+
+    def formats(self) -> dict[str, int]:
+        """How many documents of each format the index holds."""
+        return dict(self._read("SELECT format, count(*) FROM documents GROUP BY format ORDER BY format"))
+
+    def pages(self, doc_id: str) -> list[tuple[int, int]] | None:
+        """A document's page map: page n's (start, end) in its stored text is the item n - 1; None for
+        a format without pages."""
+        rows = self._read("SELECT pages FROM documents WHERE id = ?", (doc_id,))
+        if not rows:
+            raise InputError(f"no document with id {doc_id!r} in {self.path}")
+        return None if rows[0][0] is None else [tuple(p) for p in json.loads(rows[0][0])]
 
     def text(self, doc_id: str) -> str:
         """The stored text of a document: the string that answer and passage offsets index."""
@@ -258,7 +306,7 @@ class DocumentIndex:
         if query is None:
             return []
         rows = self._read(
-            'SELECT p.doc, p.n, p.start, p."end", t.text, -t.rank FROM '
+            'SELECT p.doc, p.n, p.start, p."end", t.text, -t.rank, p.page FROM '
             "(SELECT rowid, text, rank FROM passage_text WHERE passage_text MATCH ? ORDER BY rank LIMIT ?) t "
             "JOIN passages p ON p.id = t.rowid ORDER BY t.rank, p.id",
             (query, k),
@@ -278,34 +326,27 @@ class DocumentIndex:
 
         check_text(question, "question")
         check_positive("passages", passages)
-        regions, texts = self._retrieve(question, passages)
+        regions = self._retrieve(question, passages)
         if not regions:  # nothing shares a word with the question: nothing to read
             return Prediction([], True, float("-inf"))
-        pred = reader.answer(question, contexts=texts, retrieve="never", **reading)
-        answers = []
-        for a in pred.answers:
-            doc, start, _, starts = regions[a.doc]
-            passage = max(n for n, s in starts if s <= start + a.start)
-            answers.append(
-                dataclasses.replace(a, start=start + a.start, end=start + a.end, doc=doc, passage=passage)
-            )
+        pred = reader.answer(question, contexts=[r.text for r in regions], retrieve="never", **reading)
+        answers = [regions[a.doc].cite(a) for a in pred.answers]
         return dataclasses.replace(pred, answers=answers)
 
-    def _retrieve(
-        self, question: str, k: int
-    ) -> tuple[list[tuple[str, int, int, list[tuple[int, int]]]], list[str]]:
-        """The regions to read and their texts, from one snapshot of the index (a concurrent rm or add
+    def _retrieve(self, question: str, k: int) -> list[Region]:
+        """The regions to read, with their texts, from one snapshot of the index (a concurrent rm or add
         cannot change a document between finding and reading its passages)."""
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                regions = _regions(self.search(question, k))
+                regions = regions_of(self.search(question, k))
                 # SQLite's substr counts characters (code points) from 1, as Python indexes str from 0.
-                sql = "SELECT substr(text, ?, ?) FROM documents WHERE id = ?"
-                texts = [self._read(sql, (a + 1, b - a, doc))[0][0] for doc, a, b, _ in regions]
+                sql = "SELECT substr(text, ?, ?), source, format FROM documents WHERE id = ?"
+                for r in regions:
+                    r.text, r.source, r.format = self._read(sql, (r.start + 1, r.end - r.start, r.doc))[0]
             finally:
                 self._db.execute("COMMIT")
-        return regions, texts
+        return regions
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -313,25 +354,6 @@ class DocumentIndex:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.OperationalError as e:
                 raise InputError(f"cannot read index {self.path}: {e}") from None
-
-    # ---- schema ----------------------------------------------------------------------------------------
-
-    def _check_schema(self, create: bool) -> None:
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables and create:
-            try:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA}"
-                    f"INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');"
-                    f"INSERT OR IGNORE INTO meta VALUES ('passage_chars', '{DEFAULT_PASSAGE_CHARS}'); COMMIT;"
-                )
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            return
-        if "meta" not in tables or self._meta("schema") != SCHEMA_VERSION:
-            raise InputError(f"{self.path} is not a spanqa index (or one of another version)")
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -344,17 +366,15 @@ def _delete(db: sqlite3.Connection, doc_id: str) -> None:
     db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
 
 
-def _regions(hits: list[Hit]) -> list[tuple[str, int, int, list[tuple[int, int]]]]:
-    """Hits of one document with consecutive passage numbers joined into one stretch of its text, read as
-    one context so an answer may cross the seam: (doc, start, end, [(passage, its start)]), in order."""
-    regions: list[tuple[str, int, int, list[tuple[int, int]]]] = []
-    for h in sorted(hits, key=lambda h: (h.doc, h.passage)):
-        if regions and regions[-1][0] == h.doc and regions[-1][3][-1][0] == h.passage - 1:
-            doc, start, _, starts = regions[-1]
-            regions[-1] = (doc, start, h.end, [*starts, (h.passage, h.start)])
-        else:
-            regions.append((h.doc, h.start, h.end, [(h.passage, h.start)]))
-    return regions
+def _passages(doc: Document, max_chars: int) -> Iterator[tuple[int | None, Passage]]:
+    """(page, passage) pairs of a document, in order: a paged document's passages never cross a page."""
+    if doc.pages is None:
+        for p in split_passages(doc.text, max_chars):
+            yield None, p
+        return
+    for page, (start, end) in enumerate(doc.pages, 1):
+        for p in split_passages(doc.text[start:end], max_chars):
+            yield page, Passage(start + p.start, start + p.end, p.text)
 
 
 def _forget(report: AddReport, seen: dict[str, str], marks: tuple[int, int, int, int]) -> None:

@@ -1,4 +1,5 @@
-"""Files -> documents for the index: text and markdown files, folders of them, JSON Lines of {"id", "text"}.
+"""Files -> documents for the index: text, markdown, PDF, HTML and DOCX files, folders of them, and JSON Lines
+of {"id", "text"}. The formats are read by formats/ (by content, then extension).
 
 Every problem is an InputError that names the file (and line), so `spanqa index add` can refuse it in one
 line before anything is written.
@@ -6,6 +7,7 @@ line before anything is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -13,10 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spanqa.errors import InputError
+from spanqa.retrieval.formats import (
+    DEFAULT_MAX_PAGES,
+    SUFFIXES,
+    Extracted,
+    decode_text,
+    extract,
+    sniff_format,
+)
 
-TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst"})
 JSONL_SUFFIX = ".jsonl"
 DEFAULT_MAX_BYTES = 10_000_000
+# What a folder contributes: files of a format spanqa reads, by extension (a folder may hold anything).
+FOLDER_SUFFIXES = frozenset({*SUFFIXES, JSONL_SUFFIX})
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,9 @@ class Document:
     id: str
     text: str
     source: str  # where it came from, as error messages name it: a path, or "path line N"
+    format: str = "text"
+    pages: tuple[tuple[int, int], ...] | None = None  # page n's (start, end) in text is pages[n - 1]
+    file_sha256: str | None = None  # of the file's bytes, so an unchanged file is skipped unread
 
 
 def read_text(path: str | Path, what: str = "file") -> str:
@@ -37,17 +51,23 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise InputError(f"{what} is a directory, not a file: {p}") from None
     except OSError as e:
         raise InputError(f"cannot read {what} {p}: {e.strerror}") from None
-    if b"\x00" in raw:
-        raise InputError(f"{what} {p} holds binary data (NUL bytes), not text")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{what} {p} is not valid UTF-8 (byte {e.start})") from None
+    return decode_text(raw, f"{what} {p}")
+
+
+def read_context(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Extracted:
+    """A file to answer from (`spanqa ask --context-file`): text as read_text reads it, or the text of a
+    PDF, HTML or DOCX file with its page map."""
+    p = Path(path)
+    raw = read_file(p, max_bytes, "context file")
+    if sniff_format(raw, p) == "text":
+        return Extracted(decode_text(raw, f"context file {p}"), "text")
+    return extract(raw, str(p))
 
 
 def collect_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """The files to read: each file named, and the text/JSONL files of each folder (recursively, in name
-    order, hidden files and folders left out). A path that does not exist is an error."""
+    """The files to read: each file named (whatever its extension), and the files of each folder with an
+    extension spanqa reads (recursively, in name order, hidden files and folders left out). A path that does
+    not exist is an error."""
     files: list[Path] = []
     for path in paths:
         p = Path(path).expanduser()
@@ -56,7 +76,7 @@ def collect_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
                 f
                 for f in p.rglob("*")
                 if f.is_file()
-                and (f.suffix.lower() in TEXT_SUFFIXES or f.suffix.lower() == JSONL_SUFFIX)
+                and f.suffix.lower() in FOLDER_SUFFIXES
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
             ]
             files += sorted(found)
@@ -79,20 +99,53 @@ def document_id(file: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def read_documents(file: Path, id_root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Document]:
-    """The documents in one file: one for a text file, one per line of a JSON Lines file."""
-    if file.suffix.lower() == JSONL_SUFFIX:
+def read_documents(
+    file: Path, id_root: Path, max_bytes: int = DEFAULT_MAX_BYTES, max_pages: int = DEFAULT_MAX_PAGES
+) -> Iterator[Document]:
+    """The documents in one file: one for a text, PDF, HTML or DOCX file, one per line of a JSON Lines
+    file."""
+    if is_jsonl(file):
         yield from _read_jsonl(file, max_bytes)
         return
+    raw = read_file(file, max_bytes)
+    yield file_document(file, raw, document_id(file, id_root), max_bytes, max_pages)
+
+
+def is_jsonl(file: Path) -> bool:
+    return file.suffix.lower() == JSONL_SUFFIX
+
+
+def read_file(file: Path, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "file") -> bytes:
+    """A file's bytes, refused before reading when larger than max_bytes."""
     try:
         size = file.stat().st_size
+        if size > max_bytes:
+            raise InputError(f"{file}: {_mb(size)} is over the limit of {_mb(max_bytes)} per document")
+        return file.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {file}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} is a directory, not a file: {file}") from None
     except OSError as e:
         raise InputError(f"cannot read {file}: {e.strerror}") from None
-    if size > max_bytes:
-        raise InputError(f"{file}: {_mb(size)} is over the limit of {_mb(max_bytes)} per document")
-    doc = Document(document_id(file, id_root), read_text(file, "file"), str(file))
+
+
+def file_sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def file_document(
+    file: Path,
+    raw: bytes,
+    doc_id: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pages: int = DEFAULT_MAX_PAGES,
+) -> Document:
+    """The document a file's bytes hold, its text extracted by its format."""
+    extracted = extract(raw, str(file), max_pages=max_pages)
+    doc = Document(doc_id, extracted.text, str(file), extracted.format, extracted.pages, file_sha256(raw))
     check_document(doc, max_bytes)
-    yield doc
+    return doc
 
 
 def check_document(doc: Document, max_bytes: int = DEFAULT_MAX_BYTES) -> None:

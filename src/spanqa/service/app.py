@@ -28,6 +28,7 @@ from spanqa.errors import InputError, check_text
 from spanqa.prediction import Prediction
 from spanqa.reading.reader import DEFAULT_DOC_STRIDE, Item, Reader
 from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions
+from spanqa.service.documents import add_document_routes, upload_limits
 from spanqa.service.edge import EdgeMiddleware, error_body
 from spanqa.service.schemas import (
     AnswerRequest,
@@ -93,7 +94,9 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
     )
     app.state.batcher = batcher
     app.state.settings = settings
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware, max_body_bytes=settings.max_body_bytes, uploads=upload_limits(settings)
+    )
     _add_error_handlers(app)
     model_info = _model_info(reader, settings)
 
@@ -160,6 +163,8 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
     async def model() -> JSONResponse:
         """The model being served, its no-answer threshold, window size, and this server's limits."""
         return JSONResponse(model_info)
+
+    add_document_routes(app, settings, read, index)  # uploads (PDF, HTML, DOCX, text) and /v1/index
 
     static = resources.files("spanqa.service") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -40,9 +40,12 @@ def error_body(error: str, message: str, scope: Scope, **extra: Any) -> dict[str
 
 
 class EdgeMiddleware:
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    """`uploads`: paths that take a file as multipart/form-data instead of JSON, and their body limit."""
+
+    def __init__(self, app: Any, max_body_bytes: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +58,7 @@ class EdgeMiddleware:
         scope[REQUEST_ID_KEY] = rid
         status = 500  # what is logged when the app raises before answering
         received = 0
+        limit = self.uploads.get(scope.get("path", ""), self.max_body_bytes)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -68,8 +72,8 @@ class EdgeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise HTTPException(413, self._too_large())
+                if received > limit:
+                    raise HTTPException(413, self._too_large(scope))
             return message
 
         try:
@@ -99,14 +103,22 @@ class EdgeMiddleware:
     def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
         """Answers given before reading the body: too large by its Content-Length, or not JSON."""
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            return JSONResponse(error_body("body_too_large", self._too_large(), scope), status_code=413)
+        limit = self.uploads.get(scope.get("path", ""), self.max_body_bytes)
+        if length is not None and length.isdigit() and int(length) > limit:
+            return JSONResponse(error_body("body_too_large", self._too_large(scope), scope), status_code=413)
         if scope.get("method") == "POST":
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            if scope.get("path") in self.uploads:
+                if kind == "multipart/form-data":
+                    return None
+                message = f"send the file as multipart/form-data (got {kind or 'none'})"
+                return JSONResponse(error_body("unsupported_media_type", message, scope), status_code=415)
             if kind != "application/json" and not kind.endswith("+json"):
                 message = f"send the body as JSON with Content-Type: application/json (got {kind or 'none'})"
                 return JSONResponse(error_body("unsupported_media_type", message, scope), status_code=415)
         return None
 
-    def _too_large(self) -> str:
+    def _too_large(self, scope: Scope) -> str:
+        if scope.get("path") in self.uploads:  # a person chose a file: say it in the unit files are shown in
+            return f"the file is larger than this server's limit of {self.uploads[scope['path']] / 1e6:g} MB"
         return f"the request body is larger than this server's limit of {self.max_body_bytes} bytes"

@@ -71,6 +71,13 @@ class AnswerOut(BaseModel):
     )
     doc: int | str | None = Field(None, description="index into contexts, or the document id for /v1/ask")
     passage: int | None = Field(None, description="the passage of the indexed document (/v1/ask)")
+    # Where an answer from the index is (/v1/ask): all offsets index the document's stored text.
+    source: str | None = Field(None, description="the indexed document's file (/v1/ask)")
+    format: str | None = Field(None, description="its format: text, pdf, html or docx (/v1/ask)")
+    page: int | None = Field(None, description="the page holding the answer, for a PDF (1 = first)")
+    passage_start: int | None = Field(None, description="offset of the passage holding the answer (/v1/ask)")
+    passage_end: int | None = Field(None, description="offset after that passage (/v1/ask)")
+    passage_text: str | None = Field(None, description="that passage: text[passage_start:passage_end]")
 
 
 class PredictionOut(BaseModel):

@@ -20,3 +20,5 @@ class ServiceSettings:
     max_queue: int = 256  # questions waiting; beyond that, 503
     batch_size: int = BATCH_SIZE  # windows per forward pass
     retry_after_s: int = 1
+    max_upload_bytes: int = 10_000_000  # an uploaded PDF, HTML, DOCX or text file
+    max_upload_pages: int = 500  # pages of an uploaded PDF

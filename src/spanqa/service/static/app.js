@@ -52,6 +52,7 @@ function showHighlighted(text, start, end, guess) {
   view.replaceChildren(text.slice(0, a), mark, text.slice(b));
   editing(false);
   mark.scrollIntoView({ block: "center", behavior: "smooth" });
+  window.spanqa.onHighlight?.(start, end); // documents.js: the page of an uploaded PDF
 }
 
 function editing(on) {
@@ -177,18 +178,11 @@ function init() {
   });
   $("edit").addEventListener("click", () => editing(true));
   $("context").addEventListener("input", updateCount);
-  $("file").addEventListener("change", async (e) => {
-    const file = e.target.files[0];
-    if (!file) return;
-    try {
-      setText(await file.text()); // decoded as UTF-8, as the server expects
-    } catch (err) {
-      showError(`Cannot read ${file.name}: ${err.message}`);
-    }
-    e.target.value = "";
-  });
-  loadModelInfo();
+  loadModelInfo(); // uploads are read by documents.js
 }
 
-window.spanqa = { codePointToUtf16, sliceCodePoints, showHighlighted };
+const currentText = () => ($("context").hidden ? state.text : $("context").value);
+
+// documents.js (uploads, index mode) builds on these
+window.spanqa = { codePointToUtf16, sliceCodePoints, showHighlighted, setText, showError, el, editing, currentText };
 document.addEventListener("DOMContentLoaded", init);
