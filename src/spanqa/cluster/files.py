@@ -85,7 +85,7 @@ def _read_text(path: str) -> str:
 
 
 def output_format(out: str) -> str:
-    """"jsonl" or "parquet", from the name; checked before the job starts, so a bad --out fails at once."""
+    """ "jsonl" or "parquet", from the name; checked before the job starts, so a bad --out fails at once."""
     fmt = OUTPUT_FORMATS.get(_suffix(out))
     if fmt is None:
         raise InputError(f"{out}: predictions are written as .jsonl or .parquet")

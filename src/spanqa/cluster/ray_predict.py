@@ -43,7 +43,7 @@ class ClusterOptions:
 def require_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401  # Ray Data is a separate extra of Ray
+        import ray.data  # Ray Data is a separate extra of Ray
     except ImportError:
         raise InputError("running on Ray needs Ray Data: pip install 'spanqa[ray]'") from None
     return ray
@@ -68,8 +68,8 @@ def answer_dataset(
     model: str | os.PathLike | None = None,
     backend: str = "auto",
     *,
-    options: ReadOptions = ReadOptions(),
-    cluster: ClusterOptions = ClusterOptions(),
+    options: ReadOptions | None = None,
+    cluster: ClusterOptions | None = None,
     shared_model: bool = False,
 ) -> Any:
     """A Ray Dataset of answer records (spanqa.cluster.rows.record_schema), one per row of `ds`.
@@ -79,10 +79,14 @@ def answer_dataset(
     node's image) instead of receiving it from the driver.
     """
     ray = require_ray()
+    options = options or ReadOptions()
+    cluster = cluster or ClusterOptions()
     for name in ("threads", "questions_per_task"):
         if not isinstance(getattr(cluster, name), int) or getattr(cluster, name) < 1:
             raise InputError(f"{name} must be a positive integer, got {getattr(cluster, name)!r}")
-    workers = cluster.concurrency if cluster.concurrency is not None else _workers_that_fit(ray, cluster.threads)
+    workers = (
+        cluster.concurrency if cluster.concurrency is not None else _workers_that_fit(ray, cluster.threads)
+    )
     if not isinstance(workers, int) or workers < 1:
         raise InputError(f"concurrency must be a positive integer, got {workers!r}")
     backend = resolve_backend(model, backend)
