@@ -79,6 +79,24 @@ def test_one_bad_row_in_a_batch_is_an_error_record_and_the_others_are_answered(t
     assert [local_record(r) for r in records if r["error"] is None] == [want[r["id"]] for r in rows]
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--concurrency", "2"], "--concurrency needs --ray"),
+        (["--ray", "--out", "answers.txt"], ".jsonl or .parquet"),  # refused before Ray starts
+        (["--ray", "--out", "no/such/dir/a.jsonl"], "does not exist"),
+    ],
+)
+def test_predict_refuses_ray_options_it_cannot_use(extra, message, tmp_path, capsys, monkeypatch):
+    from spanqa.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    out = ["--out", "a.jsonl"] if "--out" not in extra else []
+    code = main(["predict", "--data", str(SQUAD), *out, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+
+
 # ---- on a local Ray instance ----
 
 
