@@ -30,7 +30,8 @@ MODEL_FILES_DIR = "spanqa-ray-models"  # under each node's temporary directory, 
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """How the job is spread: `concurrency` workers (None: as many as the cluster's CPUs allow), each
+    """How the job is spread: `concurrency` workers (None: as many as the cluster's CPUs allow, fewer
+    while it is busy), each
     reserving `threads` CPUs and running inference on that many threads; `questions_per_task` rows per
     call. A worker that dies is restarted and its unfinished calls are run again (Ray Data's default for
     actors: max_restarts=-1, max_task_retries=-1), so every row still gives exactly one record."""
@@ -84,11 +85,13 @@ def answer_dataset(
     for name in ("threads", "questions_per_task"):
         if not isinstance(getattr(cluster, name), int) or getattr(cluster, name) < 1:
             raise InputError(f"{name} must be a positive integer, got {getattr(cluster, name)!r}")
-    workers = (
-        cluster.concurrency if cluster.concurrency is not None else _workers_that_fit(ray, cluster.threads)
-    )
-    if not isinstance(workers, int) or workers < 1:
-        raise InputError(f"concurrency must be a positive integer, got {workers!r}")
+    if cluster.concurrency is None:  # as many as fit, but start with what a busy cluster has free
+        most = _workers_that_fit(ray, cluster.threads)
+        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=most, initial_size=most)
+    elif isinstance(cluster.concurrency, int) and cluster.concurrency >= 1:
+        pool = ray.data.ActorPoolStrategy(size=cluster.concurrency)
+    else:
+        raise InputError(f"concurrency must be a positive integer, got {cluster.concurrency!r}")
     backend = resolve_backend(model, backend)
     if not shared_model:
         _check_window(model, options)
@@ -107,7 +110,7 @@ def answer_dataset(
         },
         batch_size=cluster.questions_per_task,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        compute=pool,
         num_cpus=cluster.threads,
     )
 

@@ -168,7 +168,7 @@ def _row_id(row: dict[str, Any]) -> str | None:
 
 def error_record(qid: str | None, message: str) -> dict[str, Any]:
     what = f"id {qid}" if qid is not None else "a row without an id"
-    log.warning("%s: %s", what, message)
+    log.debug("%s: %s", what, message)  # the record carries it; a log line per row would flood the driver
     return {"id": qid, "answers": [], "no_answer": None, "null_score_diff": None, "error": message}
 
 
