@@ -51,7 +51,8 @@ def require_ray() -> Any:
 
 
 def connect(address: str | None = None, **init_kwargs: Any) -> None:
-    """Join a running cluster ("auto", "ray://head:10001", "head:6379") or, with None, start a local one.
+    """Join a running cluster ("auto", "ray://head:10001", "head:6379") or, with None, start a new local
+    one (ray.init's "local": Ray's own default would join a cluster it finds on this machine).
 
     Does nothing when this process is already connected (a caller that ran `ray.init` itself).
     """
@@ -59,7 +60,7 @@ def connect(address: str | None = None, **init_kwargs: Any) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address or None, **init_kwargs)
+        ray.init(address=address or "local", **init_kwargs)
     except ConnectionError as e:
         raise InputError(f"cannot connect to Ray at {address}: {e}") from None
 
@@ -93,11 +94,10 @@ def answer_dataset(
     else:
         raise InputError(f"concurrency must be a positive integer, got {cluster.concurrency!r}")
     backend = resolve_backend(model, backend)
-    if not shared_model:
-        _check_window(model, options)
     if shared_model:
         source: Any = str(model) if model is not None else None
     else:
+        _check_window(model, options)
         files = model_files(model, backend)
         source = {"files": ray.put(files), "digest": _digest(files)}
     return ds.map_batches(
