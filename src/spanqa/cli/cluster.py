@@ -30,8 +30,8 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const="",
         metavar="ADDRESS",
-        help="answer on Ray: 'auto' joins the running cluster, ray://HOST:10001 or HOST:6379 a given one, "
-        "no address starts a local one. --data may then also be JSON Lines or Parquet (local or s3://...), "
+        help="answer on Ray: 'auto' joins the running cluster, HOST:6379 a given one, no address starts "
+        "a local one. --data may then also be JSON Lines or Parquet (local or s3://...), "
         "--out .jsonl or .parquet; default backend auto",
     )
     g.add_argument("--concurrency", type=int, help="workers (default: the cluster's CPUs / --threads)")

@@ -43,7 +43,8 @@ def read_questions(path: str) -> Any:
     suffix = _suffix(path)
     if not is_uri(path) and not Path(path).exists():
         raise InputError(f"questions not found: {path}")
-    if suffix == ".parquet" or (not is_uri(path) and Path(path).is_dir()):
+    folder = Path(path).is_dir() if not is_uri(path) else suffix == ""  # s3://bucket/questions/
+    if suffix == ".parquet" or folder:
         return ray.data.read_parquet(path, **READ_ARGS)
     if suffix in JSON_LINES:
         return ray.data.read_text(path, **READ_ARGS).rename_columns({"text": JSON_COLUMN})

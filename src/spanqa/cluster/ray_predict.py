@@ -51,7 +51,7 @@ def require_ray() -> Any:
 
 
 def connect(address: str | None = None, **init_kwargs: Any) -> None:
-    """Join a running cluster ("auto", "ray://head:10001", "head:6379") or, with None, start a new local
+    """Join a running cluster ("auto", "head:6379") or, with None, start a new local
     one (ray.init's "local": Ray's own default would join a cluster it finds on this machine).
 
     Does nothing when this process is already connected (a caller that ran `ray.init` itself).
