@@ -211,3 +211,33 @@ def test_a_worker_killed_mid_job_leaves_every_id_answered_exactly_once(ray_local
     ids = sorted(r["id"] for r in records)
     assert ids == sorted(r["id"] for r in rows)  # every id once: none lost, none duplicated
     assert all(r["error"] is None and r["answers"] for r in records)
+
+
+@pytest.mark.ray
+def test_parquet_questions_in_parquet_answers_out(ray_local, tiny_bert_dir, tiny_reader, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spanqa.cli.main import main
+    from spanqa.cluster.rows import record_schema
+
+    good = fixture_rows()[:2]
+    table = pa.table(
+        {
+            "id": [good[0]["id"], "noquestion", good[1]["id"]],
+            "question": [good[0]["question"], None, good[1]["question"]],
+            "context": [good[0]["context"], "Some text.", good[1]["context"]],
+        }
+    )
+    pq.write_table(table, tmp_path / "questions.parquet")
+    out = tmp_path / "answers.parquet"
+    args = ["predict", "--ray", "--model", str(tiny_bert_dir), "--backend", "onnx-int8"]
+    code = main([*args, "--data", str(tmp_path / "questions.parquet"), "--out", str(out)])
+    assert code == 2 and "1 of 3 rows" in capsys.readouterr().err
+    answers = pq.read_table(out)
+    assert answers.schema == record_schema()
+    records = answers.to_pylist()
+    assert [r["id"] for r in records] == [good[0]["id"], "noquestion", good[1]["id"]]
+    assert records[1]["error"] == "row has no question"
+    want = local_answers(tiny_reader, good)
+    assert [local_record(records[0]), local_record(records[2])] == [want[r["id"]] for r in good]

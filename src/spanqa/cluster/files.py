@@ -45,7 +45,7 @@ def read_questions(path: str) -> Any:
         raise InputError(f"questions not found: {path}")
     folder = Path(path).is_dir() if not is_uri(path) else suffix == ""  # s3://bucket/questions/
     if suffix == ".parquet" or folder:
-        return ray.data.read_parquet(path, **READ_ARGS)
+        return _read_parquet(path)
     if suffix in JSON_LINES:
         return ray.data.read_text(path, **READ_ARGS).rename_columns({"text": JSON_COLUMN})
     if suffix == ".json":
@@ -54,6 +54,21 @@ def read_questions(path: str) -> Any:
             return ray.data.read_text(path, **READ_ARGS).rename_columns({"text": JSON_COLUMN})
         return ray.data.from_items(rows)
     raise InputError(f"{path}: give SQuAD JSON (.json), JSON Lines (.jsonl) or Parquet (.parquet) questions")
+
+
+def _read_parquet(path: str) -> Any:
+    """ray.data.read_parquet with reads that reserve no CPU. Ray 2.60's default (datasource v2) first
+    lists the files in a task of its own that needs a whole CPU and takes no resource arguments; the older
+    reader, still in Ray 2.60, lists them on the driver."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    before = context.use_datasource_v2
+    context.use_datasource_v2 = False
+    try:
+        return ray.data.read_parquet(path, **READ_ARGS)
+    finally:
+        context.use_datasource_v2 = before
 
 
 def _squad_rows(path: str) -> list[dict[str, Any]] | None:

@@ -128,6 +128,8 @@ def parse_row(row: dict[str, Any]) -> tuple[str, tuple[str, Any]]:
     if qid is None:
         raise InputError("row has no id")
     question = row.get("question")
+    if question is None:
+        raise InputError("row has no question")
     check_text(question, "question")
     context, contexts = row.get("context"), row.get("contexts")
     if (context is None) == (contexts is None):
