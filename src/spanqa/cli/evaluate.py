@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spanqa.cli.cluster import add_ray_options, predict_on_ray, uses_ray
 from spanqa.cli.common import add_model, add_reading, load_reader, positive_int, reading_options
 from spanqa.errors import InputError
 from spanqa.evaluation.squad import SQUAD_SOURCE
@@ -113,13 +114,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _add_predict(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("--data", required=True, help="SQuAD-format JSON file")
+    p.add_argument(
+        "--data", required=True, help=f"SQuAD-format JSON file (v1.1 or v2.0; from {SQUAD_SOURCE})"
+    )
     p.add_argument("--out", required=True, help="JSON lines output, one per question")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="windows per forward pass")
     add_reading(p)
+    add_ray_options(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if uses_ray(args):  # the questions are answered on a Ray cluster (spanqa.cli.cluster)
+        return predict_on_ray(args)
     from spanqa.evaluation.journal import run_resumable
     from spanqa.evaluation.squad import check_examples, load_squad
 
