@@ -36,9 +36,16 @@ def add_reading(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=1, help="how many answers to return")
     p.add_argument("--max-answer-len", type=int, default=30, help="longest answer, in tokens")
     p.add_argument(
+        "--answerable-prior",
+        type=float,
+        metavar="P",
+        help="how likely your questions are to be answered by the text, 0-1 (default: the model card's); "
+        "no answer when answerable < 0.5",
+    )
+    p.add_argument(
         "--null-threshold",
         type=float,
-        help="no answer below this null_score_diff (default: the model's tuned threshold)",
+        help="decide on a raw threshold instead: no answer below this null_score_diff",
     )
     p.add_argument("--max-seq-len", type=int, help="window length in tokens (default: the model's)")
     p.add_argument("--doc-stride", type=int, default=128, help="overlap between windows, in tokens")
@@ -49,6 +56,7 @@ def reading_options(args: argparse.Namespace) -> dict:
         "top_k": args.top_k,
         "max_answer_len": args.max_answer_len,
         "null_threshold": args.null_threshold,
+        "answerable_prior": args.answerable_prior,
         "max_seq_len": args.max_seq_len,
         "doc_stride": args.doc_stride,
     }
@@ -82,8 +90,12 @@ def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[s
         return "no answer: the model found no span it could read in the text"
     lines = []
     several = len(pred.answers) > 1
+    chance = f"{pred.answerable:.0%} likely that the text answers the question"
+    if pred.answerable_prior is not None:
+        chance += f" (prior {pred.answerable_prior:g})"
+    chance += "; score: the chance that the span is right if it does"
     if pred.no_answer:
-        lines.append(f"no answer (null_score_diff {pred.null_score_diff:.2f} is below the threshold)")
+        lines.append(f"probably not in the text: {chance}")
         lines.append("best guesses, not answers:" if several else "best guess, not an answer:")
     for rank, a in enumerate(pred.answers, 1):
         where = f"{doc_names[a.doc]} " if doc_names and isinstance(a.doc, int) else ""
@@ -95,7 +107,7 @@ def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[s
         if contexts is not None and not isinstance(a.doc, str):
             lines.append("   " + _in_context(contexts[a.doc or 0], a.start, a.end))
     if not pred.no_answer:
-        lines.append(f"null_score_diff {pred.null_score_diff:.2f}")
+        lines.append(chance)
     return "\n".join(lines)
 
 
