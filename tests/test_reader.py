@@ -302,7 +302,7 @@ def test_alternatives_are_disjoint_spans_whose_scores_never_add_past_one(context
 
 
 def test_a_calibrated_card_gives_both_probabilities(tmp_path: Path):
-    from spanqa.reading.calibration import Calibration, sigmoid
+    from spanqa.reading.calibration import sigmoid
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir("bert"), model)
@@ -328,7 +328,14 @@ def test_a_calibrated_card_gives_both_probabilities(tmp_path: Path):
     assert pred.answerable == pytest.approx(sigmoid(z)) and pred.answerable_prior == 0.9
     assert pred.no_answer == (pred.answerable < 0.5)
     # a card from before the split (one calibration of unconditional correctness) still loads
-    card = {"null_threshold": 1.5, "calibration": {**card["calibration"], "features": ["null_score_diff", "log_share"], "coef": [0.2, 0.5]}}
+    card = {
+        "null_threshold": 1.5,
+        "calibration": {
+            **card["calibration"],
+            "features": ["null_score_diff", "log_share"],
+            "coef": [0.2, 0.5],
+        },
+    }
     (model / "spanqa.json").write_text(json.dumps(card), encoding="utf-8")
     old = Reader.load(model).answer(QUESTION, CONTEXT)
     assert 0.0 < old.answers[0].score < 1.0

@@ -27,6 +27,14 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
         "(--answerable-prior P also sets the card's default prior)",
     )
     p.add_argument(
+        "--tune-spans-on",
+        action="append",
+        metavar="FILE",
+        default=[],
+        help="with --tune: also fit the span calibration on FILE's answerable questions (repeatable; e.g. "
+        "an all-answerable set in another question style); each file weighs as much as --data's",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="with --tune: allow a file named like evaluation data, or one too small to calibrate on",
@@ -70,11 +78,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not plots_available():
             raise InputError("--plots needs matplotlib: pip install 'spanqa[train]' (or matplotlib)")
     examples = load_squad(args.data)[: args.limit]
+    if args.tune_spans_on and not args.tune:
+        raise InputError("--tune-spans-on is for --tune")
+    span_files = {}
     if args.tune:
         _check_tune_size(args, examples)
+        from spanqa.evaluation.tuning import check_tuning_file
+
+        for file in args.tune_spans_on:
+            check_tuning_file(file, args.force)
+            span_files[file] = load_squad(file)  # bad files fail now, not after the model has read --data
     reader = load_reader(args)
     reading = reading_options(args)
     journal = run_journal("evaluate", reader, args.data, reading)
+    journals = [journal]
     results = read_questions(
         reader, examples, batch_size=args.batch_size, progress=True, journal=journal, **reading
     )
@@ -83,11 +100,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         from spanqa.evaluation.tuning import tune_results
         from spanqa.reading.calibration import Calibration
 
+        span_sets = {}
+        for file, extra in span_files.items():
+            span_journal = run_journal("evaluate", reader, file, reading)
+            span_sets[Path(file).name] = read_questions(
+                reader, extra, batch_size=args.batch_size, progress=True, journal=span_journal, **reading
+            )
+            journals.append(span_journal)
         section = tune_results(
             Path(args.model),
             results,
             source=Path(args.data).name + (f" (first {args.limit})" if args.limit else ""),
             answerable_prior=args.answerable_prior,
+            span_sets=span_sets,
             plots_dir=Path(args.plots) if args.plots else None,
             settings=_settings(args, reader),
         )
@@ -110,7 +135,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         _write_json(args.predictions_out, predictions(results))
     if args.na_probs_out:
         _write_json(args.na_probs_out, na_probs(results))
-    journal.remove()  # everything it kept is in the outputs now
+    for done in journals:
+        done.remove()  # everything they kept is in the outputs (and the card) now
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -152,8 +178,10 @@ def _check_tune_size(args: argparse.Namespace, examples: list) -> None:
             "tune on a larger held-out file, or pass --force to tune anyway"
         )
     if problems:
-        print(f"spanqa: WARNING: tuning on a set too small to calibrate honestly: {'; '.join(problems)}",
-              file=sys.stderr)
+        print(
+            f"spanqa: WARNING: tuning on a set too small to calibrate honestly: {'; '.join(problems)}",
+            file=sys.stderr,
+        )
 
 
 def _add_predict(p: argparse.ArgumentParser) -> None:

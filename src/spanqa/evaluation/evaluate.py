@@ -198,7 +198,8 @@ def evaluate_results(results: Sequence[QuestionResult], calibration: Calibration
     golds = {r.id: r.answers for r in results}
     metrics: dict[str, Any] = dict(squad_v2_eval(golds, predictions(results), na_probs(results)))
     metrics["HasAns_auc"] = answerability_auc(
-        [r.features.get("null_score_diff", -math.inf) for r in results] if not calibration.calibrated
+        [r.features.get("null_score_diff", -math.inf) for r in results]
+        if not calibration.calibrated
         else [calibration.answerable_logit(r.features) for r in results],
         [r.has_answer for r in results],
     )

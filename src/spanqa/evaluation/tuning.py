@@ -44,7 +44,6 @@ from spanqa.reading.calibration import (
     ANSWERABLE_FEATURES,
     SPAN_FEATURES,
     Calibration,
-    Platt,
     check_prior,
     cross_validated_probs,
     expected_calibration_error,
@@ -116,12 +115,25 @@ def size_problems(answerable: int, unanswerable: int) -> list[str]:
 
 
 def fit_calibration(
-    results: Sequence[QuestionResult], null_threshold: float, default_prior: float | None = None
+    results: Sequence[QuestionResult],
+    null_threshold: float,
+    default_prior: float | None = None,
+    span_sets: Sequence[Sequence[QuestionResult]] = (),
 ) -> Calibration:
-    """Both calibrations fitted on the results: spans on the answerable questions, answerable on all."""
+    """Both calibrations fitted on the results: spans on the answerable questions, answerable on all.
+
+    `span_sets`: more sets whose answerable questions join the span calibration only (e.g. an
+    all-answerable set in another question style); each weighs as much as the results' answerable ones.
+    """
     answerable = [r for r in results if r.has_answer and r.has_span]
-    x = np.array([[r.features[f] for f in SPAN_FEATURES] for r in answerable], dtype=np.float64)
-    span = fit_platt(x.reshape(-1, len(SPAN_FEATURES)), [r.top_correct for r in answerable], SPAN_FEATURES)
+    rows, weights = list(answerable), [1.0] * len(answerable)
+    for extra in span_sets:
+        kept = [r for r in extra if r.has_answer and r.has_span]
+        rows += kept
+        weights += [len(answerable) / len(kept)] * len(kept) if kept else []
+    x = np.array([[r.features[f] for f in SPAN_FEATURES] for r in rows], dtype=np.float64)
+    y = np.array([r.top_correct for r in rows], dtype=np.float64)
+    span = fit_platt(x.reshape(-1, len(SPAN_FEATURES)), y, SPAN_FEATURES, weights=np.array(weights))
     with_span = [r for r in results if r.has_span]  # no span: answerable is 0 whatever the regression
     x = np.array([[r.features[f] for f in ANSWERABLE_FEATURES] for r in with_span], dtype=np.float64)
     y = np.array([r.has_answer for r in with_span], dtype=np.float64)
@@ -143,12 +155,14 @@ def tune_results(
     *,
     source: str,
     answerable_prior: float | None = None,
+    span_sets: dict[str, Sequence[QuestionResult]] | None = None,
     plots_dir: Path | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit both calibrations and the raw threshold on a run's results and store them in the card.
 
     `answerable_prior` becomes the card's default prior (None: keep the card's, else the tuning prior).
+    `span_sets` (name -> results) join the span calibration only (see `fit_calibration`).
     Returns the `tuning` section written there. A set too small to fit honestly is tuned on anyway with a
     loud warning, recorded in the section (the CLI refuses it unless --force).
     """
@@ -163,7 +177,8 @@ def tune_results(
     if answerable_prior is None and card.get("answerable_prior") is not None:
         answerable_prior = check_prior(card["answerable_prior"], "the card's answerable_prior")
     best_f1, threshold = best_threshold(results)
-    calibration = fit_calibration(results, threshold, answerable_prior)
+    span_sets = span_sets or {}
+    calibration = fit_calibration(results, threshold, answerable_prior, list(span_sets.values()))
     raw = Calibration(null_threshold=threshold)  # uncalibrated: softmax shares, raw threshold score
     metrics = evaluate_results(decided(results, calibration), calibration)
     section = {
@@ -175,7 +190,15 @@ def tune_results(
         "metrics": metrics,
         "span_ece_before": expected_calibration_error(*span_scores(results, raw), bins=ECE_BINS),
         "span_ece_after": metrics["span_ece"],
-        "span_ece_after_cv5": _cv_ece(results, "span"),
+        "span_ece_after_cv5": _cv_ece(results, "span") if not span_sets else None,
+        "span_sets": {
+            name: {
+                "questions": len(extra),
+                "span_ece_before": expected_calibration_error(*span_scores(extra, raw), bins=ECE_BINS),
+                "span_ece_after": expected_calibration_error(*span_scores(extra, calibration), bins=ECE_BINS),
+            }
+            for name, extra in span_sets.items()
+        },
         "answerable_ece_after": metrics["answerable_ece"],
         "answerable_ece_after_cv5": _cv_ece(results, "answerable"),
         "null_threshold": threshold,
@@ -190,8 +213,10 @@ def tune_results(
     card["calibration"] = {
         **calibration.span.to_card(),  # type: ignore[union-attr]
         "given": "the text answers the question (fitted on answerable questions only)",
-        "fitted_on": source,
-        "answers": int(sum(r.has_answer and r.has_span for r in results)),
+        "fitted_on": " + ".join([source, *span_sets]),
+        "answers": sum(
+            r.has_answer and r.has_span for group in [results, *span_sets.values()] for r in group
+        ),
     }
     card["answerable_calibration"] = {
         **calibration.answerable.to_card(),  # type: ignore[union-attr]

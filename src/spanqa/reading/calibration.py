@@ -33,8 +33,8 @@ from spanqa.errors import InputError
 #   span_logit        the log-odds of that share, log(share / (1 - share)), kept within +-SHARE_LOGIT_BOUND
 #   span_mass_diff    log of all spans' mass minus the null score: the model's own log-odds of an answer
 #   log_share         log of the best span's share among spans and the null (the pre-split feature)
-SPAN_FEATURES = ("span_logit",)
-ANSWERABLE_FEATURES = ("null_score_diff", "span_mass_diff", "span_log_share")
+SPAN_FEATURES = ("span_logit", "null_score_diff")
+ANSWERABLE_FEATURES = ("null_score_diff",)
 LEGACY_FEATURES = ("null_score_diff", "log_share")
 SHARE_LOGIT_BOUND = 14.0  # a share within 1e-6 of 0 or 1: the only span, or one of thousands alike
 

@@ -228,7 +228,9 @@ class Reader:
         for (doc, a, b), score in heads[:top_k]:
             context = item[1][doc] if multi else item[1]
             # each answer's own calibrated score, never above a better one's nor past what they leave
-            prob = min(calibration.span_score(_features(score, p)), left, answers[-1].score if answers else 1.0)
+            prob = min(
+                calibration.span_score(_features(score, p)), left, answers[-1].score if answers else 1.0
+            )
             left -= prob
             answers.append(Answer(context[a:b], a, b, prob, doc if multi else None))
         return Prediction(

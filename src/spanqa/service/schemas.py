@@ -86,7 +86,9 @@ class AnswerOut(BaseModel):
 class PredictionOut(BaseModel):
     answers: list[AnswerOut]
     no_answer: bool = Field(description="true when the text probably does not answer the question")
-    answerable: float = Field(description="probability that the text answers the question, at answerable_prior")
+    answerable: float = Field(
+        description="probability that the text answers the question, at answerable_prior"
+    )
     answerable_prior: float | None = Field(
         description="the prior answerable holds for; a client can move it: "
         "logit(answerable') = logit(answerable) + logit(prior') - logit(answerable_prior)"
