@@ -72,6 +72,8 @@ MIN_SPAN_ANSWERS = 200  # answerable questions with a top answer (span calibrati
 MIN_PER_CLASS = 100  # answerable and unanswerable questions each (answerable calibration)
 # Raw thresholds on null_score_diff at which the tuning section reports F1 (the raw rule's frontier).
 THRESHOLD_GRID = (4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0)
+# Priors of the F1 curves in the tuning section and the plots: the evidence a default prior is chosen on.
+PLOT_PRIORS = tuple(float(p) for p in np.round(np.linspace(0.02, 0.98, 49), 4))
 
 
 def best_threshold(results: Sequence[QuestionResult]) -> tuple[float, float]:
@@ -196,6 +198,7 @@ def tune_results(
                 "questions": len(extra),
                 "span_ece_before": expected_calibration_error(*span_scores(extra, raw), bins=ECE_BINS),
                 "span_ece_after": expected_calibration_error(*span_scores(extra, calibration), bins=ECE_BINS),
+                "f1_by_prior": f1_by_prior(extra, calibration, PLOT_PRIORS),
             }
             for name, extra in span_sets.items()
         },
@@ -205,6 +208,7 @@ def tune_results(
         "null_threshold_units": "null_score_diff: answer when it is >= threshold",
         "best_f1_raw_threshold": best_f1,
         "f1_by_raw_threshold": f1_by_threshold(results, THRESHOLD_GRID),
+        "f1_by_prior": f1_by_prior(results, calibration, PLOT_PRIORS),
         "settings": settings or {},
     }
     if problems:
@@ -291,9 +295,6 @@ def write_plots(
     )
     log.info("plots written: %s", ", ".join(str(p) for p in paths))
     return paths
-
-
-PLOT_PRIORS = tuple(float(p) for p in np.round(np.linspace(0.02, 0.98, 49), 4))
 
 
 def plots_available() -> bool:
