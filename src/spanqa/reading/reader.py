@@ -73,7 +73,6 @@ class Reader:
         self.max_positions = max_positions
         # False for models with fewer than two token types (model_dir.input_spec): their batches get zeros.
         self.token_types = token_types
-        self.calibration = Calibration.from_card(self.card)
         self._windowers: dict[tuple[int, int], Windower] = {}  # one per (window length, stride)
         self._tokenizer_lock = threading.Lock()  # shared by those windowers: they share the tokenizer
 
@@ -95,6 +94,12 @@ class Reader:
             max_positions=max_positions(config),
             token_types=token_types,
         )
+
+    @property
+    def calibration(self) -> Calibration:
+        """The card's calibrations, default prior and raw threshold (read from the card on each use, so
+        an edited card takes effect at once)."""
+        return Calibration.from_card(self.card)
 
     @property
     def null_threshold(self) -> float:
