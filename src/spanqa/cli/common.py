@@ -93,7 +93,6 @@ def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[s
     chance = f"{pred.answerable:.0%} likely that the text answers the question"
     if pred.answerable_prior is not None:
         chance += f" (prior {pred.answerable_prior:g})"
-    chance += "; score: the chance that the span is right if it does"
     if pred.no_answer:
         lines.append(f"probably not in the text: {chance}")
         lines.append("best guesses, not answers:" if several else "best guess, not an answer:")
@@ -107,7 +106,7 @@ def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[s
         if contexts is not None and not isinstance(a.doc, str):
             lines.append("   " + _in_context(contexts[a.doc or 0], a.start, a.end))
     if not pred.no_answer:
-        lines.append(chance)
+        lines.append(f"{chance}; score: the chance that the span is right if it does")
     return "\n".join(lines)
 
 
