@@ -30,7 +30,8 @@ def plot_prior_curve(
     ax.axvline(default_prior, color="tab:green", linestyle="--", label=f"default prior {default_prior:.2f}")
     ax.axvline(tuning_prior, color="gray", linestyle=":", label=f"tuning prior {tuning_prior:.2f}")
     best = int(np.argmax(f1))
-    ax.annotate(f"best {f1[best]:.1f} at {priors[best]:.2f}", (priors[best], f1[best]), fontsize=8)
+    side = "right" if priors[best] > 0.5 else "left"  # keep the label inside the axes
+    ax.annotate(f"best {f1[best]:.1f} at {priors[best]:.2f}", (priors[best], f1[best]), fontsize=8, ha=side)
     ax.set_xlabel("answerable_prior: how often the questions are answered by their texts")
     ax.set_ylabel("SQuAD 2.0 F1")
     ax.set_xlim(0, 1)

@@ -152,7 +152,7 @@ function select(i) {
 
 /** The text without any mark: an old answer must not stay highlighted once it is no longer shown. */
 function clearHighlight() {
-  if (!$("view").hidden) $("view").replaceChildren(state.text);
+  $("view").replaceChildren(state.text);
 }
 
 function showError(message) {
