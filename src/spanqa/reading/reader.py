@@ -38,6 +38,9 @@ DEFAULT_DOC_STRIDE = 128
 # Spans kept per window, whatever top_k: overlapping alternatives are grouped among them (Reader._finish),
 # and a fixed number keeps a question's scores the same for every top_k.
 CANDIDATES_PER_WINDOW = 64
+# Spans kept per question across all its windows: ample for top_k disjoint answers (the API allows 20), and
+# bounded, so reading a long text costs memory by the batch, not by the text.
+SPANS_KEPT = 512
 
 Item = tuple[str, str] | tuple[str, Sequence[str]]
 
@@ -284,6 +287,8 @@ def _gather(p: _Pending, doc: int, context: str, offsets: np.ndarray, spans: Any
         key = (doc, *chars)
         if score > p.spans.get(key, -math.inf):  # the same span seen in two overlapping windows counts once
             p.spans[key] = float(score)
+    if len(p.spans) > 2 * SPANS_KEPT:  # a long text: keep the best, so memory does not grow with the text
+        p.spans = dict(sorted(p.spans.items(), key=lambda kv: (-kv[1], kv[0]))[:SPANS_KEPT])
 
 
 def _check_items(items: list[Item]) -> None:
