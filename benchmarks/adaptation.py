@@ -60,22 +60,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def evaluate(model_dir: Path, examples: list, max_seq_len: int, batch_size: int) -> dict:
     """EM/F1 of the top answer and at the model's threshold, on the same windows for every model."""
     from spanqa import Reader
-    from spanqa.evaluation.evaluate import evaluate_results, read_questions, with_threshold
+    from spanqa.evaluation.evaluate import decided, evaluate_results, read_questions
 
     started = time.time()
     reader = Reader.load(model_dir)
     results = read_questions(reader, examples, batch_size=batch_size, progress=True, max_seq_len=max_seq_len)
     seconds = time.time() - started
-    at_threshold = evaluate_results(results, reader.calibrator)
-    top = evaluate_results(with_threshold(results, -math.inf), reader.calibrator)
+    results = decided(results, reader.calibration)  # at the card's default prior
+    at_threshold = evaluate_results(results, reader.calibration)
+    top = evaluate_results(decided(results, reader.calibration, threshold=-math.inf), reader.calibration)
     return {
         "top_exact": top["exact"],
         "top_f1": top["f1"],
         "exact": at_threshold["exact"],
         "f1": at_threshold["f1"],
         "answered": 100.0 * sum(not r.no_answer for r in results) / len(results),
-        "threshold": reader.null_threshold,
-        "ece": top["ece"],
+        "prior": reader.answerable_prior,
+        "ece": top["span_ece"],
         "eval_s": seconds,
     }
 
@@ -129,7 +130,7 @@ def print_table(rows: dict, base: Path, n_dev: int, args: argparse.Namespace) ->
         f"train questions, {args.epochs:g} epochs, lr {args.lr:g}; base {base}"
     )
     header = (
-        f"{'model':<8} {'EM top':>7} {'F1 top':>7} {'EM thr':>7} {'F1 thr':>7} {'answered':>9} "
+        f"{'model':<8} {'EM top':>7} {'F1 top':>7} {'EM dec':>7} {'F1 dec':>7} {'answered':>9} "
         f"{'ECE':>6} {'train s':>8} {'eval s':>7}"
     )
     print(header)
@@ -141,8 +142,8 @@ def print_table(rows: dict, base: Path, n_dev: int, args: argparse.Namespace) ->
             f"{r['answered']:8.1f}% {r['ece']:6.3f} {train_s:>8} {r['eval_s']:7.0f}"
         )
     print(
-        "top: the top answer of every question; thr: with the model's stored null threshold "
-        f"(before {rows['before']['threshold']:.2f}, after {rows['after']['threshold']:.2f})"
+        "top: the top answer of every question; dec: decided at the card's default answerable prior "
+        f"(before {rows['before']['prior']:.2f}, after {rows['after']['prior']:.2f}); ECE: span scores"
     )
 
 

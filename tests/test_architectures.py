@@ -19,9 +19,10 @@ def test_the_reader_answers_with_exact_offsets(kind):
     assert reader.max_positions == 128
     for context in (SHORT, LONG):
         pred = reader.answer(QUESTION, context, top_k=3, max_seq_len=64, doc_stride=16, retrieve="never")
-        # both contexts hold far more than 3 valid spans, so top_k=3 gives exactly 3, distinct, best first
-        assert len(pred.answers) == 3
-        assert len({(a.start, a.end) for a in pred.answers}) == 3
+        # up to 3 answers, best first, disjoint: spans overlapping a better one are not separate answers
+        assert 1 <= len(pred.answers) <= 3
+        for i, a in enumerate(pred.answers):
+            assert all(a.end <= b.start or b.end <= a.start for b in pred.answers[:i])
         assert [a.score for a in pred.answers] == sorted((a.score for a in pred.answers), reverse=True)
         for a in pred.answers:
             assert context[a.start : a.end] == a.text and a.text == a.text.strip()

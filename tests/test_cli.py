@@ -49,8 +49,10 @@ def assert_one_line_error(code, err: str, fragment: str) -> None:
 
 
 def check_json_prediction(obj: dict, contexts: list[str]) -> None:
-    assert set(obj) == {"answers", "no_answer", "null_score_diff"}
+    assert set(obj) == {"answers", "no_answer", "answerable", "answerable_prior", "null_score_diff"}
     assert isinstance(obj["no_answer"], bool)
+    assert 0.0 <= obj["answerable"] <= 1.0
+    assert sum(a["score"] for a in obj["answers"]) <= 1.0 + 1e-9  # overlapping spans are not two chances
     assert isinstance(obj["null_score_diff"], float) or obj["null_score_diff"] is None
     for a in obj["answers"]:
         assert set(a) == ANSWER_KEYS
@@ -114,7 +116,13 @@ def test_a_text_without_readable_spans_gives_valid_json_and_a_plain_no_answer(ca
         capsys, monkeypatch, "ask", "--model", model, "--context", "\u200b\ufeff", "--json", QUESTION
     )
     obj = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
-    assert code == 0 and obj == {"answers": [], "no_answer": True, "null_score_diff": None}
+    assert code == 0 and obj == {
+        "answers": [],
+        "no_answer": True,
+        "answerable": 0.0,
+        "answerable_prior": None,
+        "null_score_diff": None,
+    }
     code, out, _ = run(capsys, monkeypatch, "ask", "--model", model, "--context", "\u200b\ufeff", QUESTION)
     assert code == 0 and out.startswith("no answer")
 
@@ -136,7 +144,7 @@ def answer_at(text: str, score: float) -> Answer:
 
 
 def test_an_answer_reads_plainly_with_offsets_score_and_its_surroundings():
-    pred = Prediction([answer_at("12 March 1849", 0.87)], False, 3.25)
+    pred = Prediction([answer_at("12 March 1849", 0.87)], False, 3.25, answerable=0.94, answerable_prior=0.8)
     lines = format_prediction(pred, contexts=[PARAGRAPH]).splitlines()
     assert lines[0] == 'answer: "12 March 1849"  [32:45]  score 0.870'
     assert (
@@ -147,15 +155,15 @@ def test_an_answer_reads_plainly_with_offsets_score_and_its_surroundings():
     assert format_prediction(long, contexts=["a\n" * 50 + "x" + " b" * 50]).splitlines()[1].strip() == (
         "…" + "a " * 20 + "«x»" + " b" * 20 + "…"
     )
-    assert lines[2] == "null_score_diff 3.25"
+    assert lines[2].startswith("94% likely that the text answers the question (prior 0.8)")
     tiny = Prediction([answer_at("12 March 1849", 0.000123)], False, 3.25)
     assert "score 1.23e-04" in format_prediction(tiny)
 
 
 def test_no_answer_is_said_first_and_guesses_are_marked_as_guesses():
-    pred = Prediction([answer_at("whale oil", 0.1), answer_at("1849", 0.05)], True, -2.5)
+    pred = Prediction([answer_at("whale oil", 0.1), answer_at("1849", 0.05)], True, -2.5, answerable=0.12)
     lines = format_prediction(pred).splitlines()
-    assert lines[0].startswith("no answer") and "-2.50" in lines[0]
+    assert lines[0].startswith("probably not in the text: 12% likely")
     assert lines[1] == "best guesses, not answers:"
     assert lines[2].startswith('1. "whale oil"') and lines[3].startswith('2. "1849"')
     one = format_prediction(Prediction([answer_at("1849", 0.05)], True, -2.5)).splitlines()
@@ -216,7 +224,7 @@ def test_predict_writes_one_json_line_per_question_with_a_progress_bar(capsys, m
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == ["q0", "q1", "q2"]
     for r in rows:
-        assert set(r) == {"id", "answers", "no_answer", "null_score_diff"}
+        assert set(r) == {"id", "answers", "no_answer", "answerable", "answerable_prior", "null_score_diff"}
         check_json_prediction({k: v for k, v in r.items() if k != "id"}, [CONTEXT])
     assert not list(tmp_path.glob("*.tmp"))
 

@@ -19,10 +19,13 @@ def reader(default_model_dir: Path) -> Reader:
     return Reader.load()  # no model named: the shipped one
 
 
-def test_the_card_holds_a_threshold_calibration_and_measured_metrics(default_model_dir: Path):
+def test_the_card_holds_both_calibrations_a_prior_and_measured_metrics(default_model_dir: Path):
     card = read_card(default_model_dir)
     assert math.isfinite(card["null_threshold"])
     assert card["calibration"]["method"] == "platt"
+    assert card["answerable_calibration"]["method"] == "platt"
+    assert 0 < card["answerable_calibration"]["tuning_prior"] < 1 and 0 < card["answerable_prior"] < 1
+    assert "dev-half" not in card["tuning"]["data"]
     assert card["metrics"]["squad-v2.0-dev-half.json"]["total"] == 6078
     weights = default_model_dir / "model.safetensors"
     assert weights.stat().st_size <= 50 * 1024 * 1024
@@ -55,7 +58,7 @@ def test_questions_the_text_does_not_answer_score_below_those_it_does(reader: Re
     assert all(p.no_answer for p in no)
     assert not any(p.no_answer for p in yes)
     assert min(p.null_score_diff for p in yes) > max(p.null_score_diff for p in no)
-    assert max(p.answers[0].score for p in no) < min(p.answers[0].score for p in yes)
+    assert max(p.answerable for p in no) < 0.5 <= min(p.answerable for p in yes)
 
 
 def test_the_same_answer_is_found_in_a_long_document(reader: Reader):

@@ -20,7 +20,6 @@ from spanqa.evaluation.metrics import (
     normalize_answer,
     squad_v2_eval,
 )
-from spanqa.evaluation.plots import threshold_curves
 from spanqa.reading.calibration import expected_calibration_error, reliability_bins
 
 # the official script's keys, in its order, when the data has both kinds of question and na_probs
@@ -227,16 +226,42 @@ def test_ece_and_reliability_bins_by_hand():
     assert b["accuracy"][9] == pytest.approx(0.5)
 
 
-def test_threshold_curves_match_direct_counts():
-    score = np.array([3.0, 1.0, 1.0, -2.0, -math.inf])
-    has = np.array([True, False, True, True, False])
-    f1 = np.array([1.0, 0.0, 0.5, 0.0, 0.0])
-    c = threshold_curves(score, has, f1)
-    for i, t in enumerate(c["threshold"]):
-        answered = score >= t
-        tp = (answered & has).sum()
-        assert c["precision"][i] == pytest.approx(tp / answered.sum())
-        assert c["recall"][i] == pytest.approx(tp / has.sum())
-        official = np.where(answered, np.where(has, f1, 0.0), (~has).astype(float))
-        assert c["f1"][i] == pytest.approx(100 * official.mean())
-    assert c["threshold"].tolist() == [3.0, 1.0, -2.0]  # ties collapse; -inf is never a threshold
+def test_f1_curves_equal_the_official_metric_at_each_decision():
+    from spanqa.evaluation.evaluate import QuestionResult, decided, f1_by_prior, f1_by_threshold
+    from spanqa.reading.calibration import Calibration, Platt
+
+    diffs = [3.0, 1.0, 1.0, -2.0, -math.inf, 0.5]
+    golds = [["a b"], [], ["c"], ["d"], [], []]
+    texts = ["a", "x", "c", "e", "", "y"]
+    results = [
+        QuestionResult(f"q{i}", g, t, {"null_score_diff": d})
+        for i, (d, g, t) in enumerate(zip(diffs, golds, texts))
+    ]
+    golds_by_id = {r.id: r.answers for r in results}
+    for t, f1 in f1_by_threshold(results, (4.0, 1.0, 0.0, -5.0)).items():
+        answers = {r.id: r.text if d >= float(t) else "" for r, d in zip(results, diffs)}
+        assert f1 == pytest.approx(squad_v2_eval(golds_by_id, answers)["f1"])
+    calibration = Calibration(answerable=Platt(("null_score_diff",), (0.7,), -0.2), tuning_prior=0.4)
+    for prior, f1 in f1_by_prior(results, calibration, (0.1, 0.4, 0.9)).items():
+        chosen = decided(results, calibration, prior=float(prior))
+        for r in chosen:  # Bayes: the decision is a raw threshold that moves with the prior's log-odds
+            z = 0.7 * r.features["null_score_diff"] - 0.2 + math.log(float(prior) / (1 - float(prior)))
+            assert r.no_answer == (not math.isfinite(z) or z - math.log(0.4 / 0.6) < 0)
+        answers = {r.id: r.predicted for r in chosen}
+        assert f1 == pytest.approx(squad_v2_eval(golds_by_id, answers)["f1"])
+
+
+def test_platt_fits_recover_a_logistic_and_weights_count_as_repeats():
+    from spanqa.reading.calibration import fit_platt
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 1))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(1.5 * x[:, 0] - 0.5)))).astype(float)
+    platt = fit_platt(x, y, ("f",))
+    assert platt.coef[0] == pytest.approx(1.5, abs=0.15) and platt.intercept == pytest.approx(-0.5, abs=0.15)
+    doubled = fit_platt(np.vstack([x, x[:100]]), np.r_[y, y[:100]], ("f",))
+    weighted = fit_platt(x, y, ("f",), weights=np.r_[np.full(100, 2.0), np.ones(3900)])
+    assert weighted.coef[0] == pytest.approx(doubled.coef[0]) and weighted.intercept == pytest.approx(
+        doubled.intercept
+    )
+    assert fit_platt(x, np.ones(4000), ("f",)).coef == (0.0,)  # all one kind: a constant, no infinite slope

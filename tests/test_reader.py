@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import threading
 from pathlib import Path
@@ -250,3 +251,93 @@ def test_remote_code_is_never_run(tmp_path):
         Reader.load(out)
     assert "\n" not in str(err.value)
     assert not marker.exists()
+
+
+# ---- the two probabilities and the decision ---------------------------------------------------------------
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def test_answerable_moves_with_the_prior_by_bayes_rule_and_scores_do_not():
+    reader = tiny_reader("bert")
+    base = reader.answer(QUESTION, CONTEXT, top_k=3)
+    assert base.answerable_prior == reader.answerable_prior
+    for prior in (0.02, 0.3, 0.5, 0.8, 0.98):
+        pred = reader.answer(QUESTION, CONTEXT, top_k=3, answerable_prior=prior)
+        shift = _logit(prior) - _logit(base.answerable_prior)
+        assert _logit(pred.answerable) == pytest.approx(_logit(base.answerable) + shift, abs=1e-6)
+        assert pred.answerable_prior == prior and pred.no_answer == (pred.answerable < 0.5)
+        assert pred.answers == base.answers  # a span's score is given that the text answers: no prior in it
+    low = reader.answer(QUESTION, CONTEXT, answerable_prior=0.001)
+    high = reader.answer(QUESTION, CONTEXT, answerable_prior=0.999)
+    assert low.no_answer and not high.no_answer
+
+
+def test_a_raw_threshold_still_decides_and_is_not_mixed_with_a_prior():
+    reader = tiny_reader("bert")
+    diff = reader.answer(QUESTION, CONTEXT).null_score_diff
+    for threshold in (-math.inf, diff - 1.0, diff + 1.0, math.inf):
+        assert reader.answer(QUESTION, CONTEXT, null_threshold=threshold).no_answer == (diff < threshold)
+    with pytest.raises(InputError, match="not both"):
+        reader.answer(QUESTION, CONTEXT, null_threshold=0.0, answerable_prior=0.5)
+    for bad in (0, 1, 0.0, 1.0, -0.1, 1.5, math.nan, math.inf, "0.5", True):
+        with pytest.raises(InputError, match="answerable_prior"):
+            reader.answer(QUESTION, CONTEXT, answerable_prior=bad)
+    for bad in (math.nan, "x", True):
+        with pytest.raises(InputError, match="null_threshold"):
+            reader.answer(QUESTION, CONTEXT, null_threshold=bad)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(context=texts(), top_k=st.integers(1, 8))
+def test_alternatives_are_disjoint_spans_whose_scores_never_add_past_one(context, top_k):
+    pred = tiny_reader("bert").answer(QUESTION, context, top_k=top_k, max_seq_len=64, doc_stride=16)
+    scores = [a.score for a in pred.answers]
+    assert sum(scores) <= 1.0 + 1e-9 and scores == sorted(scores, reverse=True)
+    for i, a in enumerate(pred.answers):
+        for b in pred.answers[:i]:
+            assert a.end <= b.start or b.end <= a.start, (a, b)  # overlapping spans are one answer
+
+
+def test_a_calibrated_card_gives_both_probabilities(tmp_path: Path):
+    from spanqa.reading.calibration import sigmoid
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir("bert"), model)
+    card = {
+        "null_threshold": 1.5,
+        "calibration": {"method": "platt", "features": ["span_logit"], "coef": [0.8], "intercept": -0.2},
+        "answerable_calibration": {
+            "method": "platt",
+            "features": ["null_score_diff", "span_mass_diff"],
+            "coef": [0.5, 0.1],
+            "intercept": -0.3,
+            "tuning_prior": 0.4,
+        },
+        "answerable_prior": 0.9,
+    }
+    (model / "spanqa.json").write_text(json.dumps(card), encoding="utf-8")
+    reader = Reader.load(model)
+    assert reader.calibration.calibrated and reader.answerable_prior == 0.9
+    pred = reader.answer(QUESTION, CONTEXT, top_k=2)
+    f = pred.features
+    assert pred.answers[0].score == pytest.approx(sigmoid(0.8 * f["span_logit"] - 0.2))
+    z = 0.5 * f["null_score_diff"] + 0.1 * f["span_mass_diff"] - 0.3 + _logit(0.9) - _logit(0.4)
+    assert pred.answerable == pytest.approx(sigmoid(z)) and pred.answerable_prior == 0.9
+    assert pred.no_answer == (pred.answerable < 0.5)
+    # a card from before the split (one calibration of unconditional correctness) still loads
+    card = {
+        "null_threshold": 1.5,
+        "calibration": {
+            **card["calibration"],
+            "features": ["null_score_diff", "log_share"],
+            "coef": [0.2, 0.5],
+        },
+    }
+    (model / "spanqa.json").write_text(json.dumps(card), encoding="utf-8")
+    old = Reader.load(model).answer(QUESTION, CONTEXT)
+    assert 0.0 < old.answers[0].score < 1.0
+    assert old.answerable == pytest.approx(sigmoid(old.null_score_diff - 1.5))
+    assert old.no_answer == (old.null_score_diff < 1.5)

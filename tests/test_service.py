@@ -65,6 +65,8 @@ class Gate:
 def assert_same_prediction(got: dict, expected: dict) -> None:
     """Equal answers and offsets; scores equal up to float rounding (batching pads windows differently)."""
     assert got["no_answer"] == expected["no_answer"]
+    assert got["answerable"] == pytest.approx(expected["answerable"], abs=1e-4)
+    assert got["answerable_prior"] == expected["answerable_prior"]
     assert [{**a, "score": 0} for a in got["answers"]] == [{**a, "score": 0} for a in expected["answers"]]
     assert [a["score"] for a in got["answers"]] == pytest.approx([a["score"] for a in expected["answers"]])
     if expected["null_score_diff"] is None:  # no span at all: JSON has no infinity
@@ -116,6 +118,7 @@ def test_batch_endpoint_keeps_order_and_equals_single_answers(client):
         {"question": "When was it lit?", "context": CONTEXT},
         {"question": "What did it burn?", "contexts": ["Whale oil.", "Paraffin later."], "top_k": 2},
         {"question": "Who?", "context": "Margaret Hale built it.", "null_threshold": -100.0},
+        {"question": "Who?", "context": "Margaret Hale built it.", "answerable_prior": 0.9},
     ]
     r = client.post("/v1/answer/batch", json={"items": items})
     assert r.status_code == 200
@@ -138,6 +141,10 @@ MALFORMED = [
     ({**GOOD, "max_answer_len": -1}, None, 422, "max_answer_len"),
     ({**GOOD, "null_threshold": "high"}, None, 422, "null_threshold"),
     (b'{"question": "q", "context": "text", "null_threshold": NaN}', None, 422, "null_threshold"),
+    ({**GOOD, "answerable_prior": 1.0}, None, 422, "answerable_prior"),
+    ({**GOOD, "answerable_prior": 0}, None, 422, "answerable_prior"),
+    ({**GOOD, "answerable_prior": "0.5"}, None, 422, "answerable_prior"),
+    ({**GOOD, "answerable_prior": 0.5, "null_threshold": 1.0}, None, 422, "answerable_prior"),
     ({"question": "q"}, None, 422, "context"),
     ({**GOOD, "contexts": ["another"]}, None, 422, "context"),
     ({"question": "q", "contexts": []}, None, 422, "contexts"),
@@ -209,6 +216,7 @@ def test_model_health_docs_and_page(client, reader):
     assert info["backend"] == "torch"
     assert info["max_seq_len"] == reader.max_seq_len
     assert info["null_threshold"] == reader.null_threshold
+    assert info["answerable_prior"] == reader.answerable_prior
     assert info["limits"]["max_context_chars"] == 5_000
     assert client.get("/healthz").json()["status"] == "ok"
     assert "/v1/answer" in client.get("/openapi.json").json()["paths"]

@@ -15,7 +15,7 @@ from spanqa.backends.model_dir import read_card
 from spanqa.cli.main import main
 from spanqa.evaluation.metrics import squad_v2_eval
 from spanqa.evaluation.squad import load_squad
-from spanqa.reading.calibration import Calibrator
+from spanqa.reading.calibration import Calibration
 from test_metrics import OFFICIAL_KEYS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval_squad_tiny.json"
@@ -57,18 +57,23 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
-def test_train_with_tune_stores_threshold_and_calibration(trained: Path):
+def test_train_with_tune_stores_both_calibrations_and_warns_of_a_small_set(trained: Path):
     card = read_card(trained)
     assert isinstance(card["null_threshold"], float) and math.isfinite(card["null_threshold"])
     assert card["calibration"]["method"] == "platt"
-    assert Calibrator.from_card(card).coef is not None
+    assert card["answerable_calibration"]["method"] == "platt"
+    examples = load_squad(FIXTURE)
+    share = sum(bool(ex.answers) for ex in examples) / len(examples)
+    assert card["answerable_calibration"]["tuning_prior"] == pytest.approx(share)
+    assert card["answerable_prior"] == pytest.approx(share)  # no prior given: the tuning set's
+    assert Calibration.from_card(card).calibrated
     tuning = card["tuning"]
     assert tuning["data"] == FIXTURE.name
-    assert tuning["questions"] == len(load_squad(FIXTURE))
-    assert 0 <= tuning["ece_before"] <= 1 and 0 <= tuning["ece_after"] <= 1
+    assert tuning["questions"] == len(examples)
+    assert "too small" in tuning["warning"]  # 14 questions: tuned, but loudly marked as such
+    assert 0 <= tuning["span_ece_before"] <= 1 and 0 <= tuning["span_ece_after"] <= 1
     assert set(OFFICIAL_KEYS) <= set(tuning["metrics"])
-    assert (trained / "plots" / "tuning_threshold.png").stat().st_size > 1000
-    assert (trained / "plots" / "tuning_reliability.png").stat().st_size > 1000
+    assert not (trained / "plots").exists()  # plots only where --plots names
 
 
 def test_evaluate_json_and_official_files(trained: Path, tmp_path: Path, capsys):
@@ -88,27 +93,35 @@ def test_evaluate_json_and_official_files(trained: Path, tmp_path: Path, capsys)
     )
     assert rc == 0
     metrics = json.loads(out)
-    assert list(metrics) == [*OFFICIAL_KEYS, "HasAns_auc", "ece"]
+    assert list(metrics) == [
+        *OFFICIAL_KEYS,
+        "HasAns_auc",
+        "span_ece",
+        "answerable_ece",
+        "f1_by_prior",
+        "answerable_prior",
+    ]
     examples = load_squad(FIXTURE)
     preds = json.loads(preds_file.read_text(encoding="utf-8"))
     na = json.loads(na_file.read_text(encoding="utf-8"))
     assert set(preds) == set(na) == {ex.id for ex in examples}
     assert all(isinstance(v, str) for v in preds.values())
     assert all(0.0 <= v <= 1.0 for v in na.values())
+    assert metrics["answerable_prior"] == read_card(trained)["answerable_prior"]
     # the printed metrics are what the official script computes from the written files
     golds = {ex.id: [a.text for a in ex.answers] for ex in examples}
     assert squad_v2_eval(golds, preds, na) == {k: metrics[k] for k in OFFICIAL_KEYS}
     # every non-empty prediction is a span of its context
     for ex in examples:
         assert preds[ex.id] in ex.context
-    # the decision is the card's threshold: questions answered are those whose score clears it
-    threshold = read_card(trained)["null_threshold"]
+    # the decision is answerable < 0.5 at the card's prior, as the reader takes it
     from spanqa import Reader
 
     reader = Reader.load(trained, threads=1)
     for ex, pred in zip(examples, reader.answer_batch([(ex.question, ex.context) for ex in examples])):
-        assert pred.no_answer == (pred.null_score_diff < threshold)
+        assert pred.no_answer == (pred.answerable < 0.5 or not pred.answers)
         assert (preds[ex.id] == "") == (pred.no_answer or not pred.answers)
+        assert na[ex.id] == pytest.approx(1.0 - pred.answerable)
 
 
 def test_evaluate_tune_updates_the_card_and_the_reader_uses_it(trained: Path, tmp_path: Path, capsys):
@@ -117,55 +130,72 @@ def test_evaluate_tune_updates_the_card_and_the_reader_uses_it(trained: Path, tm
     model = tmp_path / "model"
     shutil.copytree(trained, model)
     card = read_card(model)
-    card["null_threshold"], card["calibration"], card["tuning"] = 1e6, None, None  # forget the tuning
+    for key in ("null_threshold", "calibration", "answerable_calibration", "answerable_prior", "tuning"):
+        card[key] = None  # forget the tuning
     (model / "spanqa.json").write_text(json.dumps(card), encoding="utf-8")
     rc, out, _ = _run(capsys, "evaluate", "--model", str(model), "--data", str(FIXTURE), "--limit", "12")
     assert rc == 0 and "f1" in out
-    rc, out, _ = _run(
-        capsys,
-        "evaluate",
-        "--model",
-        str(model),
-        "--data",
-        str(FIXTURE),
-        "--limit",
-        "12",
-        "--tune",
-        "--plots",
-        str(tmp_path / "plots"),
-        "--json",
-    )
-    assert rc == 0
+    argv = ["evaluate", "--model", str(model), "--data", str(FIXTURE), "--limit", "12", "--tune"]
+    rc, out, err = _run(capsys, *argv)  # 12 questions: too few to calibrate on, refused ...
+    assert rc == 2 and out == "" and "too small" in err and err.count("\n") == 1
+    assert read_card(model)["calibration"] is None
+    argv += ["--force", "--answerable-prior", "0.7", "--plots", str(tmp_path / "plots"), "--json"]
+    rc, out, err = _run(capsys, *argv)  # ... unless forced, with a warning
+    assert rc == 0 and "WARNING" in err and "too small" in err
     tuned = json.loads(out)
     card = read_card(model)
-    assert card["null_threshold"] != 1e6 and card["tuning"]["questions"] == 12
-    assert tuned == card["tuning"]["metrics"]
+    assert card["tuning"]["questions"] == 12 and card["answerable_prior"] == 0.7
+    assert tuned == {**card["tuning"]["metrics"], "answerable_prior": 0.7}
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "tuning_f1_by_prior.png",
         "tuning_reliability.png",
-        "tuning_threshold.png",
     ]
-    # the tuned threshold is the best one: no threshold at a question's score does better
     examples = load_squad(FIXTURE)[:12]
     reader = Reader.load(model, threads=1)
-    assert reader.null_threshold == card["null_threshold"]
-    assert reader.calibrator == Calibrator.from_card(card) and reader.calibrator.coef is not None
+    calibration = Calibration.from_card(card)
+    assert reader.calibration == calibration and calibration.calibrated
+    assert reader.null_threshold == card["null_threshold"] and reader.answerable_prior == 0.7
     items = [(ex.question, ex.context) for ex in examples]
     golds = {ex.id: [a.text for a in ex.answers] for ex in examples}
     preds = reader.answer_batch(items)
-    tuned_f1 = _f1_at(golds, examples, preds, card["null_threshold"])
-    assert tuned_f1 == pytest.approx(tuned["f1"])
+    # the stored raw threshold is the best one for callers who set raw thresholds
+    best = _f1_at(golds, examples, preds, card["null_threshold"])
+    assert best == pytest.approx(card["tuning"]["best_f1_raw_threshold"])
     for t in [-math.inf, math.inf] + [p.null_score_diff for p in preds]:
-        assert _f1_at(golds, examples, preds, t) <= tuned_f1 + 1e-9
-    # answer scores are the stored calibration applied to the raw scores (softmax shares)
+        assert _f1_at(golds, examples, preds, t) <= best + 1e-9
+    # the decision is answerable < 0.5 at the card's prior, and gives the F1 tuning reported
+    decided = {
+        ex.id: "" if p.no_answer or not p.answers else p.answers[0].text for ex, p in zip(examples, preds)
+    }
+    assert squad_v2_eval(golds, decided)["f1"] == pytest.approx(tuned["f1"])
+    for p in preds:
+        assert p.answerable_prior == 0.7 and p.no_answer == (p.answerable < 0.5 or not p.answers)
+        if p.answers:  # scores and probabilities are the stored calibrations of the raw features
+            assert p.answers[0].score == pytest.approx(calibration.span_score(p.features), rel=1e-9)
+            assert p.answerable == pytest.approx(calibration.answerable_prob(p.features, 0.7), rel=1e-9)
     raw = reader.answer_batch(items, calibrated=False)
-    assert reader.calibrator == Calibrator.from_card(card)  # asking for raw scores changes nothing
+    assert reader.calibration == calibration  # asking for raw scores changes nothing
     assert [r.answers[0].score for r in raw] != [p.answers[0].score for p in preds]
-    cal = Calibrator.from_card(card)
-    for p, r in zip(preds, raw):
-        if p.answers:
-            expected = cal.score(r.null_score_diff, math.log(r.answers[0].score))
-            assert p.answers[0].score == pytest.approx(expected, rel=1e-6)
-            assert p.no_answer == (p.null_score_diff < card["null_threshold"])
+
+
+def test_tuning_names_its_target_and_needs_matplotlib_only_for_plots(trained, tmp_path, monkeypatch, capsys):
+    from spanqa.backends.model_dir import DEFAULT_MODEL_DIR
+
+    shipped = (DEFAULT_MODEL_DIR / "spanqa.json").read_bytes()
+    rc, out, err = _run(capsys, "evaluate", "--data", str(FIXTURE), "--tune", "--force")
+    assert rc == 2 and out == "" and "--model" in err and err.count("\n") == 1
+    assert (DEFAULT_MODEL_DIR / "spanqa.json").read_bytes() == shipped
+    assert not (DEFAULT_MODEL_DIR / "plots").exists()
+
+    import spanqa.evaluation.tuning
+
+    monkeypatch.setattr(spanqa.evaluation.tuning, "plots_available", lambda: False)
+    before = (trained / "spanqa.json").read_bytes()
+    for extra in (["--tune", "--force"], []):
+        argv = ["evaluate", "--model", str(trained), "--data", str(FIXTURE), "--plots", str(tmp_path / "p")]
+        rc, out, err = _run(capsys, *argv, *extra)
+        assert rc == 2 and "pip install" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert (trained / "spanqa.json").read_bytes() == before and not (tmp_path / "p").exists()
 
 
 def _f1_at(golds, examples, preds, threshold: float) -> float:
@@ -191,6 +221,8 @@ def test_tune_refuses_the_evaluation_half(trained: Path, tmp_path: Path, capsys)
     [
         (["--limit", "0"], "--limit"),
         (["--tune", "--null-threshold", "1"], "--null-threshold"),
+        (["--answerable-prior", "1"], "--answerable-prior"),
+        (["--answerable-prior", "0.5", "--null-threshold", "1"], "not both"),
     ],
 )
 def test_evaluate_usage_errors(trained: Path, capsys, argv, message):

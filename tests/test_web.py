@@ -118,14 +118,25 @@ def test_no_answer_is_shown_clearly_and_alternatives_can_be_picked(page):
     for i, text in enumerate(spans):
         start = context.index(text)
         answers.append({"text": text, "start": start, "end": start + len(text), "score": 0.3 - i * 0.1})
-    fake = {"answers": answers, "no_answer": True, "null_score_diff": -2.5}
+    fake = {
+        "answers": answers,
+        "no_answer": True,
+        "answerable": 0.2,
+        "answerable_prior": 0.5,
+        "null_score_diff": -2.5,
+    }
     page.route(
         "**/v1/answer",
         lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(fake)),
     )
+    page.wait_for_function("document.getElementById('model-info').textContent.length > 0")
+    page.fill("#prior", "50")  # the prior the fake reply was computed at
+    page.dispatch_event("#prior", "input")
     _ask(page, context, "Who was the first keeper?")
     assert page.is_visible("#no-answer")
-    assert "No answer" in page.inner_text("#no-answer")
+    assert "Probably not in the text" in page.inner_text("#no-answer")
+    assert "30%" in page.inner_text("#span-score")  # the best guess and its probability, always shown
+    assert "20%" in page.inner_text("#answerable")
     mark = page.locator("#answer-mark")
     assert mark.inner_text() == "Thomas Brennan"
     assert "guess" in (mark.get_attribute("class") or "")
@@ -135,10 +146,49 @@ def test_no_answer_is_shown_clearly_and_alternatives_can_be_picked(page):
         assert page.inner_text("#answer-mark") == text
 
 
-def test_server_errors_are_shown_not_swallowed(page):
-    _ask(page, "A short text.", "why " * 300)  # too many tokens for one window: 422 from the API
-    assert page.get_attribute("#result", "data-state") == "error"
+def test_server_errors_are_shown_not_swallowed_and_clear_the_old_highlight(page):
+    context = "The keeper was Thomas Brennan."
+    _ask(page, context, "Who was the keeper?")
+    assert page.locator("#answer-mark").count() == 1
+    page.fill("#question", "why " * 300)  # too many tokens for one window: a 422 from the API
+    page.click("#ask")
+    page.wait_for_selector("#result[data-state=error]")
     assert "question" in page.inner_text("#error")
+    assert page.locator("#answer-mark").count() == 0  # no answer shown: nothing marked in the text
+    assert page.inner_text("#view") == context
+
+
+def test_the_prior_slider_re_decides_the_answer_without_a_new_request(page):
+    context = "The keeper, Thomas Brennan, left in 1989."
+    start = context.index("Thomas Brennan")
+    fake = {
+        "answers": [{"text": "Thomas Brennan", "start": start, "end": start + 14, "score": 0.8}],
+        "no_answer": True,
+        "answerable": 0.4,
+        "answerable_prior": 0.5,
+        "null_score_diff": 0.1,
+    }
+    requests = []
+
+    def reply(route):
+        requests.append(json.loads(route.request.post_data))
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(fake))
+
+    page.route("**/v1/answer", reply)
+    page.wait_for_function("document.getElementById('model-info').textContent.length > 0")
+    page.fill("#prior", "50")
+    page.dispatch_event("#prior", "input")
+    _ask(page, context, "Who was the keeper?")
+    assert requests[-1]["answerable_prior"] == 0.5 and page.is_visible("#no-answer")
+    page.fill("#prior", "80")  # odds x4: 0.4 -> 0.727
+    page.dispatch_event("#prior", "input")
+    assert not page.is_visible("#no-answer") and "73%" in page.inner_text("#answerable")
+    assert "guess" not in (page.get_attribute("#answer-mark", "class") or "")
+    assert len(requests) == 1  # decided again on the page, from the probabilities it already has
+    page.fill("#prior", "20")
+    page.dispatch_event("#prior", "input")
+    assert page.is_visible("#no-answer") and "14%" in page.inner_text("#answerable")
+    _screenshot(page, "web-prior-slider.png")
 
 
 def test_uploaded_file_is_read_as_utf8(page, tmp_path):

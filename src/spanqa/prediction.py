@@ -33,8 +33,10 @@ class Citation:
 class Answer:
     """A span of the caller's text: `context[start:end] == text`.
 
-    `score` is the probability that this answer is correct when the model is calibrated (see the model
-    card), else the model's own softmax share of this span among all spans and "no answer".
+    `score` is the probability that this span is the right answer *given that the text answers the
+    question* (a calibrated model; else the model's softmax share among spans). Spans overlapping a better
+    one are not separate answers: the best answer's score is its own, alternatives share what it leaves,
+    so the scores of a prediction never add up past 1.
     `doc` is the index of the context the answer is in, when several were given, or the document id when
     answering from a DocumentIndex; `passage` is then the number of the indexed passage holding the answer,
     and `citation` says where it is (source, page, the passage's text and offsets).
@@ -61,16 +63,23 @@ class Answer:
 
 @dataclass
 class Prediction:
-    """The best answers (best first) and whether the question has no answer in the text.
+    """The best answers (best first), how likely the text answers the question, and the decision.
 
+    `answerable` is the probability that the text answers the question at all, for the prior
+    `answerable_prior` (how often the caller's questions are answered by their texts); `no_answer` is
+    `answerable < 0.5`, unless the caller gave a raw `null_threshold`: then `null_score_diff < threshold`.
     `null_score_diff` is the best span's raw score (start + end logit) minus the null score (the same at
-    the CLS token, minimum over windows); `no_answer` is `null_score_diff < threshold`. The answers are
-    filled in either way, so a caller can still look at the best guesses of an unanswerable question.
+    the CLS token, minimum over windows). The answers are filled in either way, so a caller can still look
+    at the best guesses of an unanswerable question. `features` holds the raw scores behind the
+    probabilities (for evaluation and tuning; not part of `to_dict`).
     """
 
     answers: list[Answer] = field(default_factory=list)
     no_answer: bool = True
     null_score_diff: float = float("-inf")
+    answerable: float = 0.0
+    answerable_prior: float | None = None
+    features: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def best(self) -> Answer | None:
@@ -81,6 +90,8 @@ class Prediction:
         return {
             "answers": [a.to_dict() for a in self.answers],
             "no_answer": self.no_answer,
+            "answerable": self.answerable,
+            "answerable_prior": self.answerable_prior,
             "null_score_diff": _finite(self.null_score_diff),
         }
 

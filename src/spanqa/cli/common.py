@@ -100,9 +100,16 @@ def add_reading(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=positive_int, default=1, help="how many answers to return")
     p.add_argument("--max-answer-len", type=positive_int, default=30, help="longest answer, in tokens")
     p.add_argument(
+        "--answerable-prior",
+        type=float,
+        metavar="P",
+        help="how likely your questions are to be answered by the text, 0-1 (default: the model card's); "
+        "no answer when answerable < 0.5",
+    )
+    p.add_argument(
         "--null-threshold",
         type=threshold,
-        help="no answer below this null_score_diff (default: the model's tuned threshold)",
+        help="decide on a raw threshold instead: no answer below this null_score_diff",
     )
     p.add_argument("--max-seq-len", type=window_length, help="window length in tokens (default: the model's)")
     p.add_argument(
@@ -115,6 +122,7 @@ def reading_options(args: argparse.Namespace) -> dict:
         "top_k": args.top_k,
         "max_answer_len": args.max_answer_len,
         "null_threshold": args.null_threshold,
+        "answerable_prior": args.answerable_prior,
         "max_seq_len": args.max_seq_len,
         "doc_stride": args.doc_stride,
     }
@@ -151,8 +159,11 @@ def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[s
         return "no answer: the model found no span it could read in the text"
     lines = []
     several = len(pred.answers) > 1
+    chance = f"{pred.answerable:.0%} likely that the text answers the question"
+    if pred.answerable_prior is not None:
+        chance += f" (prior {pred.answerable_prior:g})"
     if pred.no_answer:
-        lines.append(f"no answer (null_score_diff {pred.null_score_diff:.2f} is below the threshold)")
+        lines.append(f"probably not in the text: {chance}")
         lines.append("best guesses, not answers:" if several else "best guess, not an answer:")
     for rank, a in enumerate(pred.answers, 1):
         where = f"{doc_names[a.doc]} " if doc_names and isinstance(a.doc, int) else ""
@@ -171,7 +182,7 @@ def format_prediction(pred, doc_names: list[str] | None = None, contexts: list[s
                 "   " + _in_context(c.passage_text, a.start - c.passage_start, a.end - c.passage_start)
             )
     if not pred.no_answer:
-        lines.append(f"null_score_diff {pred.null_score_diff:.2f}")
+        lines.append(f"{chance}; score: the chance that the span is right if it does")
     return "\n".join(lines)
 
 

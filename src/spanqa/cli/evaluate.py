@@ -23,14 +23,31 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
         "--data", required=True, help=f"SQuAD-format JSON file (v1.1 or v2.0; from {SQUAD_SOURCE})"
     )
     p.add_argument("--predictions-out", metavar="P.json", help='write {id: answer} ("" = no answer)')
-    p.add_argument("--na-probs-out", metavar="N.json", help="write {id: probability of no answer}")
+    p.add_argument("--na-probs-out", metavar="N.json", help="write {id: 1 - answerable}")
     p.add_argument(
         "--tune",
         action="store_true",
-        help="store the best-F1 null threshold and a fitted score calibration in the model's card",
+        help="fit both calibrations on this file and store them in the card of --model DIR "
+        "(--answerable-prior P also sets the card's default prior)",
     )
-    p.add_argument("--force", action="store_true", help="allow --tune on a file named like evaluation data")
-    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (with --tune: default <model>/plots)")
+    p.add_argument(
+        "--tune-spans-on",
+        action="append",
+        metavar="FILE",
+        default=[],
+        help="with --tune: also fit the span calibration on FILE's answerable questions (repeatable; e.g. "
+        "an all-answerable set in another question style); each file weighs as much as --data's",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --tune: allow a file named like evaluation data, or one too small to calibrate on",
+    )
+    p.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write PNG plots here: F1 against the prior, reliability of both probabilities (matplotlib)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="windows per forward pass")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions of the file")
@@ -39,6 +56,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from spanqa.evaluation.evaluate import (
+        decided,
         evaluate_results,
         format_metrics,
         na_probs,
@@ -46,19 +64,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         read_questions,
     )
     from spanqa.evaluation.squad import check_examples, load_squad, misplaced_answers
+    from spanqa.reading.calibration import check_prior
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be a positive number of questions, got {args.limit}")
-    if args.plots:
-        from spanqa.cli.common import require
-
-        require("matplotlib", "--plots")
+    if args.answerable_prior is not None:
+        check_prior(args.answerable_prior, "--answerable-prior")
+        if args.null_threshold is not None:
+            raise InputError("give --answerable-prior or --null-threshold (a raw threshold), not both")
     if args.tune and args.null_threshold is not None:
-        raise InputError("--tune finds the null threshold itself; do not give --null-threshold with it")
+        raise InputError("--tune fits the calibrations itself; do not give --null-threshold with it")
     if args.tune:
-        from spanqa.evaluation.tuning import check_tuning_file
+        _check_tune_target(args)
+    if args.plots:
+        from spanqa.evaluation.tuning import plots_available
 
-        check_tuning_file(args.data, args.force)
+        if not plots_available():
+            raise InputError("--plots needs matplotlib: pip install 'spanqa[train]' (or matplotlib)")
     examples = load_squad(args.data)[: args.limit]
     check_examples(examples, args.data)  # before the model loads: a broken file fails at once
     misplaced = misplaced_answers(examples)
@@ -68,48 +90,110 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"(first: {misplaced[0]}); the metrics compare answer texts and are not affected",
             file=sys.stderr,
         )
+    if args.tune_spans_on and not args.tune:
+        raise InputError("--tune-spans-on is for --tune")
+    span_files = {}
+    if args.tune:
+        _check_tune_size(args, examples)
+        from spanqa.evaluation.tuning import check_tuning_file
+
+        for file in args.tune_spans_on:
+            check_tuning_file(file, args.force)
+            span_files[file] = load_squad(file)  # bad files fail now, not after the model has read --data
     reader = load_reader(args)
     reading = reading_options(args)
     journal = run_journal("evaluate", reader, args.data, reading)
+    journals = [journal]
     results = read_questions(
         reader, examples, batch_size=args.batch_size, progress=True, journal=journal, **reading
     )
     if args.tune:
-        from spanqa.evaluation.evaluate import with_threshold
+        from spanqa.backends.model_dir import read_card
         from spanqa.evaluation.tuning import tune_results
+        from spanqa.reading.calibration import Calibration
 
+        span_sets = {}
+        for file, extra in span_files.items():
+            span_journal = run_journal("evaluate", reader, file, reading)
+            span_sets[Path(file).name] = read_questions(
+                reader, extra, batch_size=args.batch_size, progress=True, journal=span_journal, **reading
+            )
+            journals.append(span_journal)
         section = tune_results(
-            reader.model_dir,
+            Path(args.model),
             results,
             source=Path(args.data).name + (f" (first {args.limit})" if args.limit else ""),
-            plots_dir=Path(args.plots) if args.plots else reader.model_dir / "plots",
+            answerable_prior=args.answerable_prior,
+            span_sets=span_sets,
+            plots_dir=Path(args.plots) if args.plots else None,
             settings=_settings(args, reader),
         )
+        calibration = Calibration.from_card(read_card(Path(args.model)))
+        results = decided(results, calibration)
         metrics = section["metrics"]
-        threshold = section["threshold"]
-        results = with_threshold(results, threshold)
     else:
-        threshold = reader.null_threshold if args.null_threshold is None else args.null_threshold
-        metrics = evaluate_results(results, reader.calibrator)
+        calibration = reader.calibration
+        results = decided(results, calibration, prior=args.answerable_prior, threshold=args.null_threshold)
+        metrics = evaluate_results(results, calibration)
         if args.plots:
             from spanqa.evaluation.tuning import write_plots
 
-            write_plots(results, threshold, reader.calibrator, Path(args.plots), prefix="evaluation")
+            write_plots(results, calibration, Path(args.plots), prefix="evaluation")
+    if args.null_threshold is None:
+        metrics["answerable_prior"] = args.answerable_prior or calibration.default_prior
+    else:
+        metrics["null_threshold"] = args.null_threshold
     if args.predictions_out:
         _write_json(args.predictions_out, predictions(results))
     if args.na_probs_out:
         _write_json(args.na_probs_out, na_probs(results))
-    journal.remove()  # everything it kept is in the outputs now
+    for done in journals:
+        done.remove()  # everything they kept is in the outputs (and the card) now
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{args.data}: {len(results)} questions, null threshold {threshold:.3f}")
+        rule = (
+            f"raw threshold {args.null_threshold:g}"
+            if args.null_threshold is not None
+            else f"answerable prior {metrics['answerable_prior']:g}"
+        )
+        print(f"{args.data}: {len(results)} questions, {rule}")
         print(format_metrics(metrics))
         if args.tune:
-            print(
-                f"tuned: {reader.model_dir / 'spanqa.json'} updated (threshold, calibration, tuning metrics)"
-            )
+            print(f"tuned: {Path(args.model) / 'spanqa.json'} updated (calibrations, prior, tuning metrics)")
     return 0
+
+
+def _check_tune_target(args: argparse.Namespace) -> None:
+    """Tuning rewrites a model's card: the model must be named, and be a directory on this machine."""
+    from spanqa.evaluation.tuning import check_tuning_file
+
+    check_tuning_file(args.data, args.force)
+    if args.model is None:
+        raise InputError(
+            "--tune writes the calibrations into a model's card: name the model with --model DIR "
+            "(to tune spanqa's own model, copy its directory first; the installed package is never rewritten)"
+        )
+    if not Path(args.model).is_dir():
+        raise InputError(f"--tune needs --model to be a model directory on this machine, not {args.model!r}")
+
+
+def _check_tune_size(args: argparse.Namespace, examples: list) -> None:
+    """Refuse (unless --force) a tuning set too small to fit the calibrations honestly, before reading it."""
+    from spanqa.evaluation.tuning import size_problems
+
+    answerable = sum(bool(ex.answers) for ex in examples)
+    problems = size_problems(answerable, len(examples) - answerable)
+    if problems and not args.force:
+        raise InputError(
+            f"{args.data} is too small to calibrate on honestly: {'; '.join(problems)}; "
+            "tune on a larger held-out file, or pass --force to tune anyway"
+        )
+    if problems:
+        print(
+            f"spanqa: WARNING: tuning on a set too small to calibrate honestly: {'; '.join(problems)}",
+            file=sys.stderr,
+        )
 
 
 def _add_predict(p: argparse.ArgumentParser) -> None:
@@ -175,8 +259,13 @@ def run_journal(kind: str, reader: Any, data: str, reading: dict[str, Any]) -> A
     key = {
         "model": model_identity(reader.model_dir),
         "backend": reader.backend.name,
-        "null_threshold": reader.null_threshold,
-        "reading": reading,
+        "results": "features-v2",  # the record format: a journal of an older spanqa is not resumed
+        # predict writes probabilities and decisions: a retuned card starts over
+        "calibration": repr(reader.calibration) if kind != "evaluate" else None,
+        # evaluation keeps raw features and decides afterwards: a run resumes under another prior
+        "reading": reading
+        if kind != "evaluate"
+        else {k: v for k, v in reading.items() if k not in ("null_threshold", "answerable_prior")},
         **data_identity(data),
     }
     return Journal.in_cache(kind, key)
@@ -208,6 +297,6 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "evaluate": (
         _add_evaluate,
         _evaluate,
-        "official SQuAD 2.0 metrics of a model on a SQuAD-format file (--tune: fit threshold, calibration)",
+        "official SQuAD 2.0 metrics of a model on a SQuAD-format file (--tune: fit the calibrations)",
     ),
 }

@@ -1,11 +1,16 @@
-"""Tuning a trained model on a held-out SQuAD-format file: the no-answer threshold and score calibration.
+"""Tuning a trained model on a held-out SQuAD-format file: the two calibrations, and a raw threshold.
 
 The result goes into the model's card (spanqa.json), where the Reader finds it:
-- `null_threshold`: the threshold on the answerability score (evaluation.answerability, today
-  null_score_diff) that gives the best SQuAD 2.0 F1 on the tuning set, found by the official search;
-- `calibration`: Platt scaling of the top answer's raw features, fitted so that an answer's score is the
-  probability that it exactly matches a gold answer (any answer to an unanswerable question is wrong);
-- `tuning`: what was measured: the data, official metrics at the new threshold, AUC, ECE before and after.
+- `calibration`: Platt scaling of the top span's features, fitted on the tuning set's *answerable*
+  questions only, so that an answer's score is the probability that it exactly matches a gold answer given
+  that the text answers the question;
+- `answerable_calibration`: Platt scaling of answerability features, fitted on every question, so that
+  `answerable` is the probability that the text answers it; `tuning_prior` records the tuning set's share of
+  answerable questions (the prior those probabilities hold for; the reader shifts them to other priors);
+- `answerable_prior`: the default prior (kept if the card has one, unless a new one is given);
+- `null_threshold`: the best-F1 raw threshold on null_score_diff, for callers who set raw thresholds;
+- `tuning`: what was measured: the data, metrics at the default prior, ECE before and after, AUC, the F1
+  curve against the prior.
 """
 
 from __future__ import annotations
@@ -19,25 +24,30 @@ from typing import Any
 
 import numpy as np
 
-from spanqa.backends.model_dir import read_card, resolve_model, write_card
+from spanqa.backends.model_dir import read_card, write_card
 from spanqa.errors import InputError
 from spanqa.evaluation.evaluate import (
     ECE_BINS,
     QuestionResult,
-    calibrated_scores,
+    answerable_probs,
+    decided,
     evaluate_results,
+    f1_by_prior,
+    f1_by_threshold,
     read_questions,
-    with_threshold,
-    with_top_answer,
+    span_scores,
 )
 from spanqa.evaluation.metrics import best_cut, get_raw_scores
 from spanqa.evaluation.squad import load_squad
 from spanqa.reading.bucketing import BATCH_SIZE
 from spanqa.reading.calibration import (
-    Calibrator,
-    cross_validated_scores,
+    ANSWERABLE_FEATURES,
+    SPAN_FEATURES,
+    Calibration,
+    check_prior,
+    cross_validated_probs,
     expected_calibration_error,
-    fit_calibrator,
+    fit_platt,
 )
 
 log = logging.getLogger("spanqa.evaluation.tuning")
@@ -56,27 +66,89 @@ def check_tuning_file(path: str | Path, force: bool = False) -> None:
         )
 
 
-def best_threshold(results: Sequence[QuestionResult]) -> tuple[float, float]:
-    """(best F1, threshold): the official best-F1 search over answering every question's top answer.
+# Below these counts a fitted calibration (and the ECE measured on the same questions) says more about the
+# sample than about the model: 10 ECE bins need a few dozen questions each to mean anything.
+MIN_SPAN_ANSWERS = 200  # answerable questions with a top answer (span calibration)
+MIN_PER_CLASS = 100  # answerable and unanswerable questions each (answerable calibration)
+# Raw thresholds on null_score_diff at which the tuning section reports F1 (the raw rule's frontier).
+THRESHOLD_GRID = (4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0)
+# Priors of the F1 curves in the tuning section and the plots: the evidence a default prior is chosen on.
+PLOT_PRIORS = tuple(float(p) for p in np.round(np.linspace(0.02, 0.98, 49), 4))
 
-    The threshold is in answerability units and lies halfway between the last question answered at the
-    best cut and the next lower score, so the same decisions survive small numeric differences between
-    backends. Answering nothing at all gives a threshold above every score.
+
+def best_threshold(results: Sequence[QuestionResult]) -> tuple[float, float]:
+    """(best F1, threshold): the official best-F1 search over answering every question's top answer,
+    ranking questions by their raw null_score_diff.
+
+    The threshold lies halfway between the last question answered at the best cut and the next lower
+    score, so the same decisions survive small numeric differences between backends. Answering nothing at
+    all gives a threshold above every score.
     """
+    score = {r.id: r.features.get("null_score_diff", -math.inf) for r in results}
     golds = {r.id: r.answers for r in results}
     always = {r.id: r.text for r in results}  # every top answer given, so any threshold can be tried
     _, f1_raw = get_raw_scores(golds, always)
     has_ans = {r.id: r.has_answer for r in results}
-    na_scores = {r.id: -r.answerability for r in results}
+    na_scores = {k: -v for k, v in score.items()}
     best_f1, qid = best_cut(always, f1_raw, na_scores, has_ans)
-    finite = np.array(sorted({r.answerability for r in results if math.isfinite(r.answerability)}))
+    finite = np.array(sorted({v for v in score.values() if math.isfinite(v)}))
     if len(finite) == 0:
         return best_f1, 0.0
-    if qid is None or not math.isfinite(-na_scores[qid]):
+    if qid is None or not math.isfinite(score[qid]):
         return best_f1, float(finite[-1] + 1.0)
-    cut = -na_scores[qid]
+    cut = score[qid]
     lower = finite[finite < cut]
     return best_f1, float((cut + lower[-1]) / 2.0 if len(lower) else cut - 1.0)
+
+
+def size_problems(answerable: int, unanswerable: int) -> list[str]:
+    """Why a tuning set with these counts of questions is too small to fit the calibrations honestly
+    (empty when it is large enough)."""
+    spans = answerable
+    problems = []
+    if spans < MIN_SPAN_ANSWERS:
+        problems.append(f"{spans} answerable questions (the span calibration needs {MIN_SPAN_ANSWERS})")
+    if min(spans, unanswerable) < MIN_PER_CLASS:
+        problems.append(
+            f"{spans} answerable and {unanswerable} unanswerable questions "
+            f"(the answerable calibration needs {MIN_PER_CLASS} of each)"
+        )
+    return problems
+
+
+def fit_calibration(
+    results: Sequence[QuestionResult],
+    null_threshold: float,
+    default_prior: float | None = None,
+    span_sets: Sequence[Sequence[QuestionResult]] = (),
+) -> Calibration:
+    """Both calibrations fitted on the results: spans on the answerable questions, answerable on all.
+
+    `span_sets`: more sets whose answerable questions join the span calibration only (e.g. an
+    all-answerable set in another question style); each weighs as much as the results' answerable ones.
+    """
+    answerable = [r for r in results if r.has_answer and r.has_span]
+    rows, weights = list(answerable), [1.0] * len(answerable)
+    for extra in span_sets:
+        kept = [r for r in extra if r.has_answer and r.has_span]
+        rows += kept
+        weights += [len(answerable) / len(kept)] * len(kept) if kept else []
+    x = np.array([[r.features[f] for f in SPAN_FEATURES] for r in rows], dtype=np.float64)
+    y = np.array([r.top_correct for r in rows], dtype=np.float64)
+    span = fit_platt(x.reshape(-1, len(SPAN_FEATURES)), y, SPAN_FEATURES, weights=np.array(weights))
+    with_span = [r for r in results if r.has_span]  # no span: answerable is 0 whatever the regression
+    x = np.array([[r.features[f] for f in ANSWERABLE_FEATURES] for r in with_span], dtype=np.float64)
+    y = np.array([r.has_answer for r in with_span], dtype=np.float64)
+    answer = fit_platt(x.reshape(-1, len(ANSWERABLE_FEATURES)), y, ANSWERABLE_FEATURES)
+    tuning_prior = float(np.mean([r.has_answer for r in results]))
+    tuning_prior = min(max(tuning_prior, 0.01), 0.99)
+    return Calibration(
+        span=span,
+        answerable=answer,
+        tuning_prior=tuning_prior,
+        default_prior=tuning_prior if default_prior is None else default_prior,
+        null_threshold=null_threshold,
+    )
 
 
 def tune_results(
@@ -84,106 +156,177 @@ def tune_results(
     results: Sequence[QuestionResult],
     *,
     source: str,
+    answerable_prior: float | None = None,
+    span_sets: dict[str, Sequence[QuestionResult]] | None = None,
     plots_dir: Path | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit threshold and calibration on a run's results, store them in the card; returns the `tuning`
-    section written there (metrics at the new threshold with the new calibration)."""
+    """Fit both calibrations and the raw threshold on a run's results and store them in the card.
+
+    `answerable_prior` becomes the card's default prior (None: keep the card's, else the tuning prior).
+    `span_sets` (name -> results) join the span calibration only (see `fit_calibration`).
+    Returns the `tuning` section written there. A set too small to fit honestly is tuned on anyway with a
+    loud warning, recorded in the section (the CLI refuses it unless --force).
+    """
     if not results:
         raise InputError("no questions to tune on")
+    problems = size_problems(
+        sum(r.has_answer and r.has_span for r in results), sum(not r.has_answer for r in results)
+    )
+    if problems:
+        log.warning("TUNING SET TOO SMALL to calibrate honestly: %s", "; ".join(problems))
+    card = read_card(model_dir)
+    if answerable_prior is None and card.get("answerable_prior") is not None:
+        answerable_prior = check_prior(card["answerable_prior"], "the card's answerable_prior")
     best_f1, threshold = best_threshold(results)
-    tuned = with_threshold(results, threshold)
-    raw_scores, correct = calibrated_scores(results, Calibrator())
-    kept = with_top_answer(results)
-    x = np.array([r.features() for r in kept], dtype=np.float64).reshape(-1, 2)
-    calibrator = fit_calibrator(x, correct)
-    fitted_scores, _ = calibrated_scores(results, calibrator)
-    metrics = evaluate_results(tuned, calibrator)
+    span_sets = span_sets or {}
+    calibration = fit_calibration(results, threshold, answerable_prior, list(span_sets.values()))
+    raw = Calibration(null_threshold=threshold)  # uncalibrated: softmax shares, raw threshold score
+    metrics = evaluate_results(decided(results, calibration), calibration)
     section = {
         "data": source,
         "questions": len(results),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "threshold": threshold,
-        "threshold_units": "null_score_diff: answer when it is >= threshold",
-        "best_f1_search": best_f1,
+        "tuning_prior": calibration.tuning_prior,
+        "answerable_prior": calibration.default_prior,
         "metrics": metrics,
-        "calibrated_answers": len(kept),
-        "correct_rate": float(correct.mean()) if len(correct) else None,
-        "ece_before": expected_calibration_error(raw_scores, correct, ECE_BINS),
-        "ece_after": expected_calibration_error(fitted_scores, correct, ECE_BINS),
-        "ece_after_cv5": expected_calibration_error(cross_validated_scores(x, correct), correct, ECE_BINS)
-        if len(kept) >= 10
-        else None,
+        "span_ece_before": expected_calibration_error(*span_scores(results, raw), bins=ECE_BINS),
+        "span_ece_after": metrics["span_ece"],
+        "span_ece_after_cv5": _cv_ece(results, "span") if not span_sets else None,
+        "span_sets": {
+            name: {
+                "questions": len(extra),
+                "span_ece_before": expected_calibration_error(*span_scores(extra, raw), bins=ECE_BINS),
+                "span_ece_after": expected_calibration_error(*span_scores(extra, calibration), bins=ECE_BINS),
+                "f1_by_prior": f1_by_prior(extra, calibration, PLOT_PRIORS),
+            }
+            for name, extra in span_sets.items()
+        },
+        "answerable_ece_after": metrics["answerable_ece"],
+        "answerable_ece_after_cv5": _cv_ece(results, "answerable"),
+        "null_threshold": threshold,
+        "null_threshold_units": "null_score_diff: answer when it is >= threshold",
+        "best_f1_raw_threshold": best_f1,
+        "f1_by_raw_threshold": f1_by_threshold(results, THRESHOLD_GRID),
+        "f1_by_prior": f1_by_prior(results, calibration, PLOT_PRIORS),
         "settings": settings or {},
     }
-    card = read_card(model_dir)
+    if problems:
+        section["warning"] = "tuning set too small to calibrate honestly: " + "; ".join(problems)
     card["null_threshold"] = threshold
-    card["calibration"] = {**calibrator.to_card(), "fitted_on": source, "answers": len(kept)}
+    card["calibration"] = {
+        **calibration.span.to_card(),  # type: ignore[union-attr]
+        "given": "the text answers the question (fitted on answerable questions only)",
+        "fitted_on": " + ".join([source, *span_sets]),
+        "answers": sum(
+            r.has_answer and r.has_span for group in [results, *span_sets.values()] for r in group
+        ),
+    }
+    card["answerable_calibration"] = {
+        **calibration.answerable.to_card(),  # type: ignore[union-attr]
+        "tuning_prior": calibration.tuning_prior,
+        "fitted_on": source,
+        "questions": len(results),
+    }
+    card["answerable_prior"] = calibration.default_prior
     card["tuning"] = section
     write_card(model_dir, card)
     log.info(
-        "tuned on %s: null_threshold %.3f, F1 %.2f, ECE %.3f -> %.3f",
+        "tuned on %s: tuning prior %.3f, default prior %.3f, F1 %.2f, span ECE %.3f, answerable ECE %.3f",
         source,
-        threshold,
+        calibration.tuning_prior,
+        calibration.default_prior,
         metrics["f1"],
-        section["ece_before"],
-        section["ece_after"],
+        metrics["span_ece"],
+        metrics["answerable_ece"],
     )
     if plots_dir is not None:
-        write_plots(results, threshold, calibrator, Path(plots_dir), prefix="tuning")
+        write_plots(results, calibration, Path(plots_dir), prefix="tuning")
     return section
 
 
+def _cv_ece(results: Sequence[QuestionResult], which: str) -> float | None:
+    """The ECE of 5-fold cross-validated probabilities: an honest figure on the tuning set itself."""
+    if which == "span":
+        kept = [r for r in results if r.has_answer and r.has_span]
+        features, y = SPAN_FEATURES, np.array([r.top_correct for r in kept], dtype=np.float64)
+    else:
+        kept = [r for r in results if r.has_span]
+        features, y = ANSWERABLE_FEATURES, np.array([r.has_answer for r in kept], dtype=np.float64)
+    if len(kept) < 10:
+        return None
+    x = np.array([[r.features[f] for f in features] for r in kept], dtype=np.float64)
+    return expected_calibration_error(cross_validated_probs(x, y, features), y, ECE_BINS)
+
+
 def write_plots(
-    results: Sequence[QuestionResult], threshold: float, calibrator: Calibrator, plots_dir: Path, prefix: str
+    results: Sequence[QuestionResult], calibration: Calibration, plots_dir: Path, prefix: str
 ) -> list[Path]:
-    """The threshold plot and the reliability diagram (raw vs calibrated scores) as PNG files."""
-    try:
-        from spanqa.evaluation.plots import plot_reliability, plot_threshold
-    except ImportError:  # pragma: no cover - matplotlib is in the `train` extra
-        log.warning("matplotlib is not installed: no plots (pip install 'spanqa[train]')")
-        return []
-    golds = {r.id: r.answers for r in results}
-    _, f1_raw = get_raw_scores(golds, {r.id: r.text for r in results})
+    """F1 against the prior, and the reliability diagrams of both probabilities, as PNG files.
+
+    Needs matplotlib (the `train` extra); callers check for it first (see `plots_available`).
+    """
+    from spanqa.evaluation.plots import plot_prior_curve, plot_reliability
+
+    raw = Calibration(null_threshold=calibration.null_threshold)
+    curve = f1_by_prior(results, calibration, PLOT_PRIORS)
     paths = [
-        plot_threshold(
-            [r.answerability for r in results],
-            [r.has_answer for r in results],
-            [f1_raw[r.id] for r in results],
-            threshold,
-            plots_dir / f"{prefix}_threshold.png",
+        plot_prior_curve(
+            curve,
+            calibration.default_prior,
+            calibration.tuning_prior,
+            plots_dir / f"{prefix}_f1_by_prior.png",
+            title=f"F1 against the prior ({len(results)} questions)",
         )
     ]
-    raw, correct = calibrated_scores(results, Calibrator())
-    curves = {"uncalibrated": (raw, correct)}
-    if calibrator.coef is not None:
-        curves["calibrated"] = (calibrated_scores(results, calibrator)[0], correct)
-    paths.append(plot_reliability(curves, plots_dir / f"{prefix}_reliability.png", bins=ECE_BINS))
+    spans = {"softmax share among spans": span_scores(results, raw)}
+    answerable = {}
+    if calibration.calibrated:
+        spans["calibrated"] = span_scores(results, calibration)
+        answerable["calibrated, at the tuning prior"] = answerable_probs(results, calibration)
+    else:
+        answerable["sigmoid(null_score_diff - threshold)"] = answerable_probs(results, calibration, 0.5)
+    paths.append(
+        plot_reliability(
+            {"answerable (all questions)": answerable, "span score (answerable questions)": spans},
+            plots_dir / f"{prefix}_reliability.png",
+            bins=ECE_BINS,
+        )
+    )
     log.info("plots written: %s", ", ".join(str(p) for p in paths))
     return paths
 
 
+def plots_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def tune_model(
-    model_dir: str | Path | None,
+    model_dir: str | Path,
     tune_file: str | Path,
     *,
     force: bool = False,
     backend: str = "torch",
     batch_size: int = BATCH_SIZE,
     limit: int | None = None,
+    answerable_prior: float | None = None,
     plots_dir: str | Path | None = None,
     progress: bool = True,
     **reading: Any,
 ) -> dict[str, Any]:
-    """Run the model over `tune_file`, then store threshold, calibration and tuning metrics in its card.
+    """Run the model in `model_dir` over `tune_file`, then store the calibrations in its card.
 
-    Plots go to `plots_dir`, by default `<model_dir>/plots`. `reading` holds Reader.answer_batch options
+    Plots go to `plots_dir` when given (needs matplotlib). `reading` holds Reader.answer_batch options
     (max_seq_len, doc_stride, max_answer_len); the reader's defaults otherwise.
     """
     from spanqa.reading.reader import Reader
 
     check_tuning_file(tune_file, force)
-    directory = resolve_model(model_dir)
+    if model_dir is None:
+        raise InputError("tuning writes into a model's card: name the model directory")
+    directory = Path(model_dir)
     examples = load_squad(tune_file)[:limit] if limit else load_squad(tune_file)
     reader = Reader.load(directory, backend=backend)
     results = read_questions(reader, examples, batch_size=batch_size, progress=progress, **reading)
@@ -191,7 +334,8 @@ def tune_model(
         directory,
         results,
         source=Path(tune_file).name,
-        plots_dir=Path(plots_dir) if plots_dir is not None else directory / "plots",
+        answerable_prior=answerable_prior,
+        plots_dir=Path(plots_dir) if plots_dir is not None else None,
         settings={
             "backend": backend,
             "max_seq_len": reading.get("max_seq_len") or reader.max_seq_len,

@@ -29,13 +29,19 @@ from spanqa.backends.model_dir import (
 from spanqa.errors import InputError, check_positive, check_text
 from spanqa.prediction import Answer, Prediction
 from spanqa.reading.bucketing import BATCH_SIZE, length_batches
-from spanqa.reading.calibration import Calibrator
+from spanqa.reading.calibration import Calibration, check_prior, share_logit
 from spanqa.reading.decode import best_spans, char_span
 from spanqa.reading.windows import Windower, pad_batch, pad_offsets
 from spanqa.retrieval.plan import Retrieval, as_retrieval, plan_reads
 
 DEFAULT_MAX_SEQ_LEN = 384
 DEFAULT_DOC_STRIDE = 128
+# Spans kept per window, whatever top_k: overlapping alternatives are grouped among them (Reader._finish),
+# and a fixed number keeps a question's scores the same for every top_k.
+CANDIDATES_PER_WINDOW = 64
+# Spans kept per question across all its windows: ample for top_k disjoint answers (the API allows 20), and
+# bounded, so reading a long text costs memory by the batch, not by the text.
+SPANS_KEPT = 512
 
 Item = tuple[str, str] | tuple[str, Sequence[str]]
 
@@ -71,7 +77,6 @@ class Reader:
         self.max_positions = max_positions
         # False for models with fewer than two token types (model_dir.input_spec): their batches get zeros.
         self.token_types = token_types
-        self.calibrator = Calibrator.from_card(self.card)
         self._windowers: dict[tuple[int, int], Windower] = {}  # one per (window length, stride)
         self._tokenizer_lock = threading.Lock()  # shared by those windowers: they share the tokenizer
 
@@ -95,9 +100,21 @@ class Reader:
         )
 
     @property
+    def calibration(self) -> Calibration:
+        """The card's calibrations, default prior and raw threshold (read from the card on each use, so
+        an edited card takes effect at once)."""
+        return Calibration.from_card(self.card)
+
+    @property
     def null_threshold(self) -> float:
-        value = self.card.get("null_threshold")
-        return float(value) if value is not None else 0.0
+        """The card's raw threshold on null_score_diff (used only when a caller asks for raw thresholds,
+        or by models without an answerable calibration)."""
+        return self.calibration.null_threshold
+
+    @property
+    def answerable_prior(self) -> float:
+        """The default prior that the text answers the question (the card's `answerable_prior`)."""
+        return self.calibration.default_prior
 
     @property
     def max_seq_len(self) -> int:
@@ -112,12 +129,16 @@ class Reader:
         top_k: int = 1,
         max_answer_len: int = 30,
         null_threshold: float | None = None,
+        answerable_prior: float | None = None,
         max_seq_len: int | None = None,
         doc_stride: int = DEFAULT_DOC_STRIDE,
         retrieve: str | Retrieval = "auto",
     ) -> Prediction:
         """Answer one question about one text (`context`) or several (`contexts`, answers carry `doc`).
 
+        `answerable_prior`: how likely the caller's questions are to be answered by their texts (default:
+        the model card's); `no_answer` is `answerable < 0.5` at that prior. `null_threshold` instead
+        decides on the raw `null_score_diff` (give one of the two).
         `retrieve` ("auto", "always", "never" or a Retrieval): read only the best BM25 passages of long
         texts (see docs/index.md); answer offsets always index the caller's text.
         """
@@ -131,6 +152,7 @@ class Reader:
             top_k=top_k,
             max_answer_len=max_answer_len,
             null_threshold=null_threshold,
+            answerable_prior=answerable_prior,
             max_seq_len=max_seq_len,
             doc_stride=doc_stride,
             retrieve=retrieve,
@@ -144,6 +166,7 @@ class Reader:
         top_k: int = 1,
         max_answer_len: int = 30,
         null_threshold: float | None = None,
+        answerable_prior: float | None = None,
         max_seq_len: int | None = None,
         doc_stride: int = DEFAULT_DOC_STRIDE,
         progress: bool | Callable[[int, int], None] = False,
@@ -154,10 +177,11 @@ class Reader:
 
         Results come back in input order and equal what `answer` gives for each pair alone.
         `progress`: True for a bar on stderr, or a function called with (windows read, windows in all).
-        `calibrated=False` gives raw scores (each answer's softmax share) instead of the model's
-        calibrated probabilities; evaluation and tuning read the raw features from them.
+        `calibrated=False` gives raw scores (each answer's softmax share among spans) instead of the
+        model's calibrated probabilities; every prediction carries its raw `features` either way.
         """
-        _check_options(top_k, max_answer_len, batch_size, null_threshold)
+        _check_options(top_k, max_answer_len, batch_size)
+        decision = _decision(null_threshold, answerable_prior)
         items = list(items)
         _check_items(items)  # the caller's texts, before anything (retrieval included) tokenizes them
         windower = self._windower(max_seq_len, doc_stride)
@@ -171,18 +195,18 @@ class Reader:
             batch = pad_batch(windows, index, self.pad_id, self.token_types)
             start, end = self.backend.run({k: batch[k] for k in self.backend.input_names})
             offsets = pad_offsets(windows, index, batch["input_ids"].shape[1])
+            candidates = max(CANDIDATES_PER_WINDOW, 2 * top_k + 2)
             spans = best_spans(
-                start, end, offsets[:, :, 0] >= 0, top_k=2 * top_k + 2, max_answer_len=max_answer_len
+                start, end, offsets[:, :, 0] >= 0, top_k=candidates, max_answer_len=max_answer_len
             )
             for row, w in enumerate(index):
                 item, doc, _, context = reads[windows.item[w]]
                 _gather(pending[item], doc, context, offsets[row], spans, row)
             bar.update(len(index))
         bar.close()
-        threshold = self.null_threshold if null_threshold is None else float(null_threshold)
-        calibrator = self.calibrator if calibrated else Calibrator()
+        calibration = self.calibration if calibrated else Calibration(null_threshold=self.null_threshold)
         return plan.restore(
-            [self._finish(p, items[i], top_k, threshold, calibrator) for i, p in enumerate(pending)]
+            [self._finish(p, items[i], top_k, decision, calibration) for i, p in enumerate(pending)]
         )
 
     def _windower(self, max_seq_len: int | None, doc_stride: int) -> Windower:
@@ -195,19 +219,64 @@ class Reader:
         return self._windowers[key]
 
     @staticmethod
-    def _finish(p: _Pending, item: Item, top_k: int, threshold: float, calibrator: Calibrator) -> Prediction:
-        ranked = sorted(p.spans.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+    def _finish(
+        p: _Pending, item: Item, top_k: int, decision: tuple[str, float | None], calibration: Calibration
+    ) -> Prediction:
+        ranked = sorted(p.spans.items(), key=lambda kv: (-kv[1], kv[0]))
         if not ranked:  # no window had a valid span (e.g. max_answer_len shorter than any token)
-            return Prediction([], True, float("-inf"))
-        total = float(np.logaddexp(p.logsumexp, p.null))
+            return Prediction([], True, float("-inf"), answerable=0.0, answerable_prior=None)
+        heads = _disjoint(ranked)
+        features = _features(ranked[0][1], p)
+        prior = decision[1] if decision[0] == "prior" else None
+        prior = calibration.default_prior if prior is None else prior
+        answerable = calibration.answerable_prob(features, prior)
+        if decision[0] == "threshold":
+            no_answer = features["null_score_diff"] < decision[1]  # type: ignore[operator]
+        else:
+            no_answer = answerable < 0.5
         multi = not isinstance(item[1], str)
-        answers = []
-        for (doc, a, b), score in ranked:
+        answers: list[Answer] = []
+        left = 1.0
+        for (doc, a, b), score in heads[:top_k]:
             context = item[1][doc] if multi else item[1]
-            prob = calibrator.score(score - p.null, score - total)
+            # each answer's own calibrated score, never above a better one's nor past what they leave
+            prob = min(
+                calibration.span_score(_features(score, p)), left, answers[-1].score if answers else 1.0
+            )
+            left -= prob
             answers.append(Answer(context[a:b], a, b, prob, doc if multi else None))
-        diff = ranked[0][1] - p.null
-        return Prediction(answers, bool(diff < threshold), float(diff))
+        return Prediction(
+            answers,
+            bool(no_answer),
+            features["null_score_diff"],
+            answerable=answerable,
+            answerable_prior=prior,
+            features=features,
+        )
+
+
+def _features(top: float, p: _Pending) -> dict[str, float]:
+    """The raw scores of a question's top span that the calibrations read (calibration.py names them)."""
+    return {
+        "null_score_diff": float(top - p.null),
+        "span_log_share": float(top - p.logsumexp),
+        "span_logit": share_logit(float(top - p.logsumexp)),
+        "span_mass_diff": float(p.logsumexp - p.null),
+        "log_share": float(top - np.logaddexp(p.logsumexp, p.null)),
+    }
+
+
+def _disjoint(ranked: list[tuple[tuple[int, int, int], float]]) -> list[tuple[tuple[int, int, int], float]]:
+    """The spans (best first) that overlap no better span of the same document.
+
+    "12 March 1849", "March 1849" and "on 12 March 1849" are one answer said three ways, not three chances:
+    only the best of them is reported, so the answers of a prediction are disjoint.
+    """
+    heads: list[tuple[tuple[int, int, int], float]] = []
+    for (doc, a, b), score in ranked:
+        if not any(hd == doc and a < hb and ha < b for (hd, ha, hb), _ in heads):
+            heads.append(((doc, a, b), score))
+    return heads
 
 
 def _gather(p: _Pending, doc: int, context: str, offsets: np.ndarray, spans: Any, row: int) -> None:
@@ -222,6 +291,8 @@ def _gather(p: _Pending, doc: int, context: str, offsets: np.ndarray, spans: Any
         key = (doc, *chars)
         if score > p.spans.get(key, -math.inf):  # the same span seen in two overlapping windows counts once
             p.spans[key] = float(score)
+    if len(p.spans) > 2 * SPANS_KEPT:  # a long text: keep the best, so memory does not grow with the text
+        p.spans = dict(sorted(p.spans.items(), key=lambda kv: (-kv[1], kv[0]))[:SPANS_KEPT])
 
 
 def _check_items(items: list[Item]) -> None:
@@ -248,15 +319,26 @@ def _reads(items: list[Item]) -> list[tuple[int, int, str, str]]:
     return reads
 
 
-def _check_options(top_k: int, max_answer_len: int, batch_size: int, null_threshold: Any) -> None:
+def _decision(null_threshold: object, answerable_prior: object) -> tuple[str, float | None]:
+    """("threshold", t): no answer when null_score_diff < t; ("prior", p or None for the card's)."""
+    if null_threshold is not None and answerable_prior is not None:
+        raise InputError("give null_threshold (a raw threshold) or answerable_prior, not both")
+    if null_threshold is not None:
+        if (
+            not isinstance(null_threshold, numbers.Real)
+            or isinstance(null_threshold, bool)
+            or math.isnan(null_threshold)
+        ):  # nan compares false with everything: every question would get an answer
+            raise InputError(
+                f"null_threshold must be a number (or -inf / inf) or None, got {null_threshold!r}"
+            )
+        return "threshold", float(null_threshold)
+    return "prior", None if answerable_prior is None else check_prior(answerable_prior)
+
+
+def _check_options(top_k: int, max_answer_len: int, batch_size: int) -> None:
     for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len), ("batch_size", batch_size)):
         check_positive(name, value)
-    if null_threshold is not None and (
-        not isinstance(null_threshold, numbers.Real)
-        or isinstance(null_threshold, bool)
-        or math.isnan(null_threshold)
-    ):  # nan compares false with everything: every question would get an answer
-        raise InputError(f"null_threshold must be a number (or -inf / inf) or None, got {null_threshold!r}")
 
 
 class _NoBar:

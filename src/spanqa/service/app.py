@@ -136,7 +136,7 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
                 404, "this server has no document index: start it with spanqa serve --db FILE"
             )
         _check_question(body.question, settings, "question")
-        options = ReadOptions(body.top_k, body.max_answer_len, body.null_threshold)
+        options = _options(body, "")
 
         def run(r: Reader) -> Prediction:
             return index.answer(body.question, r, passages=body.passages, **options._asdict())
@@ -209,8 +209,15 @@ def _item(body: AnswerRequest, settings: ServiceSettings, prefix: str) -> tuple[
         raise FieldError(
             name, f"{total} characters of text; this server reads at most {settings.max_context_chars}"
         )
-    options = ReadOptions(body.top_k, body.max_answer_len, body.null_threshold)
-    return (body.question, context), options  # type: ignore[return-value]
+    return (body.question, context), _options(body, prefix)  # type: ignore[return-value]
+
+
+def _options(body: AnswerRequest | AskRequest, prefix: str) -> ReadOptions:
+    if body.null_threshold is not None and body.answerable_prior is not None:
+        raise FieldError(
+            prefix + "answerable_prior", "give answerable_prior or null_threshold (a raw threshold), not both"
+        )
+    return ReadOptions(body.top_k, body.max_answer_len, body.null_threshold, body.answerable_prior)
 
 
 def _check_question(question: str, settings: ServiceSettings, field: str) -> None:
@@ -239,7 +246,8 @@ def _model_info(reader: Reader, settings: ServiceSettings) -> dict[str, Any]:
         "path": str(path) if path else "",
         "backend": reader.backend.name,
         "null_threshold": reader.null_threshold,
-        "calibrated": reader.calibrator.coef is not None,
+        "calibrated": reader.calibration.calibrated,
+        "answerable_prior": reader.answerable_prior,
         "max_seq_len": reader.max_seq_len,
         "doc_stride": DEFAULT_DOC_STRIDE,  # the service reads with the reader's default
         "version": spanqa.__version__,

@@ -35,6 +35,7 @@ class ReadOptions(NamedTuple):
     top_k: int = 1
     max_answer_len: int = 30
     null_threshold: float | None = None
+    answerable_prior: float | None = None
 
 
 @dataclass(eq=False)

@@ -22,7 +22,16 @@ class ReadingOptions(BaseModel):
     null_threshold: float | None = Field(
         None,
         allow_inf_nan=False,
-        description="'no answer' when null_score_diff is below this (default: the model's tuned threshold)",
+        description="decide on a raw threshold instead of the prior: 'no answer' when null_score_diff is "
+        "below this (give this or answerable_prior)",
+    )
+    answerable_prior: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="how likely your questions are to be answered by their texts (default: the model's); "
+        "'no answer' when answerable < 0.5 at this prior",
     )
     max_answer_len: int = Field(30, ge=1, le=MAX_ANSWER_TOKENS, description="longest answer, in tokens")
 
@@ -67,7 +76,8 @@ class AnswerOut(BaseModel):
     start: int = Field(description="offset of the first character, in Unicode code points")
     end: int = Field(description="offset after the last character, in Unicode code points")
     score: float = Field(
-        description="probability the answer is right (calibrated models), else softmax share"
+        description="probability that this span is right if the text answers the question (calibrated "
+        "models; else the softmax share); alternatives share what the best answer leaves"
     )
     doc: int | str | None = Field(None, description="index into contexts, or the document id for /v1/ask")
     passage: int | None = Field(None, description="the passage of the indexed document (/v1/ask)")
@@ -82,7 +92,14 @@ class AnswerOut(BaseModel):
 
 class PredictionOut(BaseModel):
     answers: list[AnswerOut]
-    no_answer: bool = Field(description="true when the text does not answer the question")
+    no_answer: bool = Field(description="true when the text probably does not answer the question")
+    answerable: float = Field(
+        description="probability that the text answers the question, at answerable_prior"
+    )
+    answerable_prior: float | None = Field(
+        description="the prior answerable holds for; a client can move it: "
+        "logit(answerable') = logit(answerable) + logit(prior') - logit(answerable_prior)"
+    )
     null_score_diff: float | None = Field(description="best span score minus no-answer score (raw logits)")
 
 
@@ -96,6 +113,7 @@ class ModelOut(BaseModel):
     backend: str
     null_threshold: float
     calibrated: bool
+    answerable_prior: float = Field(description="the default prior that the text answers the question")
     max_seq_len: int = Field(description="window size in tokens")
     doc_stride: int = Field(description="overlap between windows in tokens")
     version: str = Field(description="spanqa's version")

@@ -1,4 +1,8 @@
 // The spanqa page: sends the text and question to POST /v1/answer and underlines the answer in place.
+// Two probabilities are shown: how likely the text answers the question (`answerable`, for the prior set
+// with the slider) and how likely the span is right if it does (`score`). Moving the slider re-decides the
+// last answer here, without a new request: Bayes' rule shifts `answerable`'s log-odds from the prior the
+// server used to the new one (see docs/evaluation.md).
 // The server's offsets count Unicode code points (Python str indexes); JavaScript strings index UTF-16
 // code units, where an emoji or any character outside the BMP takes two. Offsets are converted before
 // slicing, or every answer after an emoji would be shifted.
@@ -31,7 +35,27 @@ function sliceCodePoints(text, start, end) {
 
 const $ = (id) => document.getElementById(id);
 
-const state = { text: "", prediction: null, selected: 0 };
+const state = { text: "", prediction: null, selected: 0, prior: null };
+
+const logit = (p) => Math.log(p / (1 - p));
+const sigmoid = (z) => 1 / (1 + Math.exp(-z));
+const clamp = (p) => Math.min(1 - 1e-9, Math.max(1e-9, p));
+
+/** `answerable` moved from the prior it was computed at to `prior`; null if the response cannot tell. */
+function answerableAt(pred, prior) {
+  if (typeof pred.answerable !== "number" || typeof pred.answerable_prior !== "number" || prior == null) {
+    return typeof pred.answerable === "number" ? pred.answerable : null;
+  }
+  if (pred.answerable <= 0 || pred.answerable >= 1) return pred.answerable;
+  return sigmoid(logit(clamp(pred.answerable)) + logit(clamp(prior)) - logit(clamp(pred.answerable_prior)));
+}
+
+/** The prediction as the current slider decides it: no answer when answerable < 0.5 at that prior. */
+function decidedAt(pred, prior) {
+  const answerable = answerableAt(pred, prior);
+  if (answerable == null || typeof pred.answerable_prior !== "number") return { ...pred, answerable };
+  return { ...pred, answerable, no_answer: !pred.answers.length || answerable < 0.5 };
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -64,33 +88,47 @@ function editing(on) {
 
 function scoreBar(score) {
   const pct = Math.round(Math.max(0, Math.min(1, score)) * 100);
-  return el("span", { class: "bar", title: `score ${score.toFixed(3)}` }, el("span", { style: `width:${pct}%` }));
+  return el("span", { class: "bar", title: `${score.toFixed(3)}` }, el("span", { style: `width:${pct}%` }));
 }
 
-function renderResult(pred) {
+const percent = (p) => `${Math.round(p * 100)}%`;
+
+function renderResult(response) {
+  state.prediction = response;
+  state.selected = 0;
+  render();
+}
+
+/** Draw state.prediction as the slider's prior decides it. */
+function render() {
   const result = $("result");
   result.replaceChildren();
-  state.prediction = pred;
-  state.selected = 0;
+  const pred = decidedAt(state.prediction, state.prior);
   const best = pred.answers[0];
   if (pred.no_answer) {
     result.append(
       el("div", { class: "no-answer", id: "no-answer" },
-        el("strong", {}, "No answer in this text."),
-        el("span", {}, best ? " The best guess is marked with a dashed line, but the model does not think it answers the question." : "")),
+        el("strong", {}, best ? "Probably not in the text." : "No answer in this text."),
+        el("span", {}, best ? " The best guess is marked with a dashed line; the model thinks the text probably does not answer the question." : "")),
     );
   }
   if (best) {
     const main = el("div", { class: pred.no_answer ? "best guess" : "best", id: "best" },
       el("q", { id: "answer-text" }, best.text),
-      el("div", { class: "meta" }, scoreBar(best.score), ` ${best.score.toFixed(2)}`, el("span", { class: "offsets" }, `[${best.start}:${best.end}]`)));
+      el("div", { class: "meta", id: "span-score" }, scoreBar(best.score), ` ${percent(best.score)} likely the right span, if the text answers the question`,
+        el("span", { class: "offsets" }, `[${best.start}:${best.end}]`)));
     result.append(main);
+  }
+  if (typeof pred.answerable === "number") {
+    const prior = typeof pred.answerable_prior === "number" ? ` (prior ${percent(state.prior ?? pred.answerable_prior)})` : "";
+    result.append(el("div", { class: "meta answerable", id: "answerable" }, scoreBar(pred.answerable),
+      ` ${percent(pred.answerable)} likely that the text answers the question${prior}`));
   }
   if (pred.answers.length > 1) {
     const list = el("ol", { class: "alternatives", id: "alternatives" });
     pred.answers.forEach((a, i) => {
-      const item = el("li", { class: i === 0 ? "selected" : "", tabindex: "0", "data-rank": String(i) },
-        el("span", { class: "alt-text" }, a.text), el("span", { class: "alt-score" }, scoreBar(a.score), ` ${a.score.toFixed(2)}`));
+      const item = el("li", { class: i === state.selected ? "selected" : "", tabindex: "0", "data-rank": String(i) },
+        el("span", { class: "alt-text" }, a.text), el("span", { class: "alt-score" }, scoreBar(a.score), ` ${percent(a.score)}`));
       const pick = () => select(i);
       item.addEventListener("click", pick);
       item.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pick(); } });
@@ -100,7 +138,9 @@ function renderResult(pred) {
   }
   const diff = pred.null_score_diff == null ? "n/a" : pred.null_score_diff.toFixed(2);
   result.append(el("p", { class: "fineprint" }, `null_score_diff ${diff}`));
-  if (best) showHighlighted(state.text, best.start, best.end, pred.no_answer);
+  const shown = pred.answers[state.selected] || best;
+  if (shown) showHighlighted(state.text, shown.start, shown.end, pred.no_answer || state.selected > 0);
+  else clearHighlight();
   result.dataset.state = "done";
 }
 
@@ -108,13 +148,26 @@ function select(i) {
   const a = state.prediction.answers[i];
   state.selected = i;
   document.querySelectorAll("#alternatives li").forEach((li, j) => li.classList.toggle("selected", i === j));
-  showHighlighted(state.text, a.start, a.end, state.prediction.no_answer || i > 0);
+  showHighlighted(state.text, a.start, a.end, decidedAt(state.prediction, state.prior).no_answer || i > 0);
+}
+
+/** The text without any mark: an old answer must not stay highlighted once it is no longer shown. */
+function clearHighlight() {
+  $("view").replaceChildren(state.text);
 }
 
 function showError(message) {
+  state.prediction = null;
+  clearHighlight();
   const result = $("result");
   result.replaceChildren(el("div", { class: "error", id: "error" }, message));
   result.dataset.state = "error";
+}
+
+function setPrior(prior) {
+  state.prior = prior;
+  $("prior").value = String(Math.round(prior * 100));
+  $("prior-value").textContent = percent(prior);
 }
 
 async function ask(event) {
@@ -124,6 +177,8 @@ async function ask(event) {
   if (!text.trim()) return showError("Paste or upload a text first.");
   if (!question.trim()) return showError("Type a question.");
   state.text = text;
+  state.prediction = null;
+  clearHighlight();
   const result = $("result");
   result.dataset.state = "loading";
   result.replaceChildren(el("p", { class: "hint" }, "Reading…"));
@@ -132,7 +187,8 @@ async function ask(event) {
     const response = await fetch("/v1/answer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question, context: text, top_k: Number($("top-k").value) }),
+      body: JSON.stringify({ question, context: text, top_k: Number($("top-k").value),
+        ...(state.prior != null ? { answerable_prior: state.prior } : {}) }),
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
@@ -163,8 +219,9 @@ function updateCount() {
 async function loadModelInfo() {
   try {
     const info = await (await fetch("/v1/model")).json();
-    const calib = info.calibrated ? "calibrated scores" : "uncalibrated scores";
+    const calib = info.calibrated ? "calibrated probabilities" : "uncalibrated scores";
     $("model-info").textContent = `${info.name} · ${info.backend} · ${calib}`;
+    if (typeof info.answerable_prior === "number" && state.prior == null) setPrior(info.answerable_prior);
   } catch {
     $("model-info").textContent = "";
   }
@@ -177,6 +234,10 @@ function init() {
     if (!$("question").value) $("question").value = "When was the lighthouse first lit?";
   });
   $("edit").addEventListener("click", () => editing(true));
+  $("prior").addEventListener("input", () => {
+    setPrior(Number($("prior").value) / 100);
+    if (state.prediction) render(); // the last answer, re-decided here: no new request
+  });
   $("context").addEventListener("input", updateCount);
   loadModelInfo(); // uploads are read by documents.js
 }
@@ -184,5 +245,7 @@ function init() {
 const currentText = () => ($("context").hidden ? state.text : $("context").value);
 
 // documents.js (uploads, index mode) builds on these
-window.spanqa = { codePointToUtf16, sliceCodePoints, showHighlighted, setText, showError, el, editing, currentText };
+window.spanqa = {
+  codePointToUtf16, sliceCodePoints, showHighlighted, setText, showError, el, editing, currentText, answerableAt,
+};
 document.addEventListener("DOMContentLoaded", init);
