@@ -30,8 +30,8 @@ from spanqa.prediction import Answer, Prediction
 from spanqa.reading.bucketing import BATCH_SIZE, length_batches
 from spanqa.reading.calibration import Calibrator
 from spanqa.reading.decode import best_spans, char_span
-from spanqa.reading.windows import Windower, pad_batch, pad_offsets
-from spanqa.retrieval.plan import Retrieval, as_retrieval, plan_reads
+from spanqa.reading.windows import Windower, Windows, pad_batch, pad_offsets
+from spanqa.retrieval.plan import ReadPlan, Retrieval, as_retrieval, plan_reads
 
 DEFAULT_MAX_SEQ_LEN = 384
 DEFAULT_DOC_STRIDE = 128
@@ -153,33 +153,48 @@ class Reader:
         `calibrated=False` gives raw scores (each answer's softmax share) instead of the model's
         calibrated probabilities; evaluation and tuning read the raw features from them.
         """
+        reading = self.reading(
+            items,
+            batch_size=batch_size,
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            null_threshold=null_threshold,
+            max_seq_len=max_seq_len,
+            doc_stride=doc_stride,
+            retrieve=retrieve,
+            calibrated=calibrated,
+        )
+        bar = _progress(len(reading.windows), progress)
+        while rows := reading.step():
+            bar.update(rows)
+        bar.close()
+        return reading.predictions()
+
+    def reading(
+        self,
+        items: Iterable[Item],
+        *,
+        batch_size: int = BATCH_SIZE,
+        top_k: int = 1,
+        max_answer_len: int = 30,
+        null_threshold: float | None = None,
+        max_seq_len: int | None = None,
+        doc_stride: int = DEFAULT_DOC_STRIDE,
+        retrieve: str | Retrieval = "auto",
+        calibrated: bool = True,
+    ) -> Reading:
+        """`answer_batch` one forward pass at a time, for callers that interleave or abandon work (the HTTP
+        service): the items are checked and windowed now; `Reading.step()` runs the next pass."""
         _check_options(top_k, max_answer_len, batch_size)
         items = list(items)
         _check_items(items)  # the caller's texts, before anything (retrieval included) tokenizes them
         windower = self._windower(max_seq_len, doc_stride)
         plan = plan_reads(items, windower, as_retrieval(retrieve))  # long texts -> their best passages
-        items = plan.items
-        reads = _reads(items)  # (item, doc, question, context) for every text to read
+        reads = _reads(plan.items)  # (item, doc, question, context) for every text to read
         windows = windower([r[2] for r in reads], [r[3] for r in reads])
-        pending = [_Pending() for _ in items]
-        bar = _progress(len(windows), progress)
-        for index in length_batches(windows.lengths(), batch_size):
-            batch = pad_batch(windows, index, self.pad_id, self.token_types)
-            start, end = self.backend.run({k: batch[k] for k in self.backend.input_names})
-            offsets = pad_offsets(windows, index, batch["input_ids"].shape[1])
-            spans = best_spans(
-                start, end, offsets[:, :, 0] >= 0, top_k=2 * top_k + 2, max_answer_len=max_answer_len
-            )
-            for row, w in enumerate(index):
-                item, doc, _, context = reads[windows.item[w]]
-                _gather(pending[item], doc, context, offsets[row], spans, row)
-            bar.update(len(index))
-        bar.close()
         threshold = self.null_threshold if null_threshold is None else float(null_threshold)
         calibrator = self.calibrator if calibrated else Calibrator()
-        return plan.restore(
-            [self._finish(p, items[i], top_k, threshold, calibrator) for i, p in enumerate(pending)]
-        )
+        return Reading(self, plan, reads, windows, batch_size, top_k, max_answer_len, threshold, calibrator)
 
     def _windower(self, max_seq_len: int | None, doc_stride: int) -> Windower:
         length = max_seq_len or self.max_seq_len
@@ -204,6 +219,70 @@ class Reader:
             answers.append(Answer(context[a:b], a, b, prob, doc if multi else None))
         diff = ranked[0][1] - p.null
         return Prediction(answers, bool(diff < threshold), float(diff))
+
+
+class Reading:
+    """One answer_batch call in steps: `step()` runs one forward pass (a length batch of windows) and returns
+    how many windows it read, 0 when all are read; then `predictions()`. Dropping a Reading part-way
+    costs nothing more: nothing runs between steps."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        plan: ReadPlan,
+        reads: list[tuple[int, int, str, str]],
+        windows: Windows,
+        batch_size: int,
+        top_k: int,
+        max_answer_len: int,
+        threshold: float,
+        calibrator: Calibrator,
+    ):
+        self.reader = reader
+        self.plan = plan
+        self.reads = reads  # (item, doc, question, text) of every text read, after retrieval
+        self.windows = windows
+        self.top_k, self.max_answer_len = top_k, max_answer_len
+        self.threshold, self.calibrator = threshold, calibrator
+        self.batches = length_batches(windows.lengths(), batch_size)
+        self.done = 0  # batches run so far
+        self.pending = [_Pending() for _ in plan.items]
+
+    def next_cost(self) -> int:
+        """Tokens (rows x padded length) the next step makes the model read; 0 when none is left."""
+        if self.done == len(self.batches):
+            return 0
+        index = self.batches[self.done]
+        return len(index) * max(len(self.windows.ids[w]) for w in index)
+
+    def step(self) -> int:
+        if self.done == len(self.batches):
+            return 0
+        reader, windows, reads = self.reader, self.windows, self.reads
+        index = self.batches[self.done]
+        batch = pad_batch(windows, index, reader.pad_id, reader.token_types)
+        start, end = reader.backend.run({k: batch[k] for k in reader.backend.input_names})
+        offsets = pad_offsets(windows, index, batch["input_ids"].shape[1])
+        spans = best_spans(
+            start, end, offsets[:, :, 0] >= 0, top_k=2 * self.top_k + 2, max_answer_len=self.max_answer_len
+        )
+        for row, w in enumerate(index):
+            item, doc, _, context = reads[windows.item[w]]
+            _gather(self.pending[item], doc, context, offsets[row], spans, row)
+        self.done += 1
+        return len(index)
+
+    def predictions(self) -> list[Prediction]:
+        """The answers, in the caller's order, once every step has run."""
+        if self.done != len(self.batches):
+            raise RuntimeError("Reading.predictions() before every step has run")
+        items = self.plan.items
+        return self.plan.restore(
+            [
+                Reader._finish(p, items[i], self.top_k, self.threshold, self.calibrator)
+                for i, p in enumerate(self.pending)
+            ]
+        )
 
 
 def _gather(p: _Pending, doc: int, context: str, offsets: np.ndarray, spans: Any, row: int) -> None:
