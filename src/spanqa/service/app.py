@@ -2,9 +2,10 @@
 
 Every answer is computed on the micro-batcher's one model thread (batching.py); the event loop only parses,
 validates and waits. Errors are JSON with a one-line message and the field at fault (service_edge.py
-shapes them): 422 for a bad request, 413 for a body too large, 415 for a body that is not JSON,
-503 + Retry-After when the queue is full, 504 when a question takes longer than the per-request timeout.
-A user's mistake is never a 500. See docs/service.md.
+shapes them): 422 for a bad request (more work than the server's limits included), 413 for a body too
+large, 415 for a body that is not JSON, 503 + Retry-After when the queue is full, 504 when a question takes
+longer than the per-request timeout. A user's mistake is never a 500. /metrics is Prometheus' text format;
+/docs works offline (its assets come from an installed package). See docs/service.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -27,8 +29,9 @@ import spanqa
 from spanqa.errors import InputError, check_text
 from spanqa.prediction import Prediction
 from spanqa.reading.reader import DEFAULT_DOC_STRIDE, Item, Reader
-from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions
-from spanqa.service.edge import EdgeMiddleware, error_body
+from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions, TooMuchWork
+from spanqa.service.edge import EdgeMiddleware, error_body, unparsable_body
+from spanqa.service.metrics import CONTENT_TYPE, ServiceMetrics
 from spanqa.service.schemas import (
     AnswerRequest,
     AskRequest,
@@ -74,7 +77,10 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
         max_wait_ms=settings.batch_wait_ms,
         max_queue=settings.max_queue,
         batch_size=settings.batch_size,
+        max_windows=settings.max_windows,
     )
+    metrics = ServiceMetrics(batcher)
+    batcher.on_reading = metrics.observe_reading
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -90,26 +96,41 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
         summary="Extractive question answering: answers are exact character spans of your text.",
         lifespan=lifespan,
         responses=_ERRORS,
+        docs_url=None,  # served below from installed assets, not a CDN
+        redoc_url=None,
     )
     app.state.batcher = batcher
     app.state.settings = settings
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.metrics = metrics
+    app.add_middleware(
+        EdgeMiddleware, max_body_bytes=settings.max_body_bytes, observe=metrics.observe_request
+    )
     _add_error_handlers(app)
+    _add_docs(app)
     model_info = _model_info(reader, settings)
 
-    async def read(requests: list[tuple[Item, ReadOptions]], fields: Sequence[str]) -> list[Prediction]:
-        results = await _waiting(batcher.answer(requests, timeout=settings.timeout_s), settings)
+    async def read(
+        requests: list[tuple[Item, ReadOptions]], fields: Sequence[str], whole: str
+    ) -> list[Prediction]:
+        """The predictions; errors name the field (`fields` per question, `whole` for the request)."""
+        try:
+            results, windows = await _waiting(batcher.answer(requests, timeout=settings.timeout_s), settings)
+        except TooMuchWork as e:
+            raise FieldError(whole, str(e)) from None
         for prefix, result in zip(fields, results):
             if isinstance(result, InputError):
                 raise _field_error(result, prefix)
             if isinstance(result, BaseException):
                 raise result
+        metrics.windows.observe(windows)
         return results  # type: ignore[return-value]
 
     @app.post("/v1/answer", response_model=PredictionOut, tags=["answers"])
     async def answer(body: AnswerRequest) -> JSONResponse:
         """Answer a question about a text (`context`) or several texts (`contexts`)."""
-        (pred,) = await read([_item(body, settings, "")], [""])
+        _check_texts(body.contexts or [None], settings, "contexts")
+        item = _item(body, settings, "")
+        (pred,) = await read([item], [""], "context" if body.context is not None else "contexts")
         return JSONResponse(pred.to_dict())
 
     @app.post("/v1/answer/batch", response_model=BatchOut, tags=["answers"])
@@ -122,7 +143,9 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
                 "items", f"{len(body.items)} items; this server takes at most {settings.max_batch_items}"
             )
         fields = [f"items[{i}]." for i in range(len(body.items))]
-        preds = await read([_item(b, settings, f) for b, f in zip(body.items, fields)], fields)
+        _check_texts([t for b in body.items for t in (b.contexts or [None])], settings, "items")
+        items = [_item(b, settings, f) for b, f in zip(body.items, fields)]
+        preds = await read(items, fields, "items")
         return JSONResponse({"results": [p.to_dict() for p in preds]})
 
     @app.post("/v1/ask", response_model=PredictionOut, tags=["answers"])
@@ -155,6 +178,11 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
             "questions": batcher.questions,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        """Prometheus' text format (docs/service.md lists the series)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/model", response_model=ModelOut, tags=["service"])
     async def model() -> JSONResponse:
@@ -206,6 +234,41 @@ def _item(body: AnswerRequest, settings: ServiceSettings, prefix: str) -> tuple[
         )
     options = ReadOptions(body.top_k, body.max_answer_len, body.null_threshold)
     return (body.question, context), options  # type: ignore[return-value]
+
+
+def _check_texts(texts: list[str | None], settings: ServiceSettings, field: str) -> None:
+    """The number of texts in one request (a context counts one), before any is read."""
+    if len(texts) > settings.max_texts:
+        raise FieldError(
+            field,
+            f"{len(texts)} texts in one request; this server reads at most {settings.max_texts} (max_texts)",
+        )
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from assets installed with the fastapi-offline package: no CDN."""
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=str(app.openapi_url),
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=str(app.openapi_url),
+            title=f"{app.title} API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _check_question(question: str, settings: ServiceSettings, field: str) -> None:
@@ -268,6 +331,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not parse the body
+            field, message = unparsable_body(request.scope, exc.__cause__)
+            body = error_body("invalid_request", message, request.scope, field=field)
+            return JSONResponse({**body, "errors": [{"field": field, "message": message}]}, 422)
         kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status_code, "http"
         )

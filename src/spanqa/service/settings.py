@@ -14,6 +14,10 @@ class ServiceSettings:
     max_context_chars: int = 200_000  # all texts of one question together
     max_question_chars: int = 2_000
     max_batch_items: int = 64  # questions in one /v1/answer/batch request
+    max_texts: int = 64  # texts (contexts) in one request, all its questions together
+    # Model windows one request may take (its questions together, after retrieval narrowed long texts):
+    # the bound on the work of one request. 64 windows are 8 forward passes.
+    max_windows: int = 64
     timeout_s: float = 10.0  # per request, queueing included
     max_batch: int = 32  # questions per shared model call
     batch_wait_ms: float = 5.0  # how long a model call waits for more questions when not full
