@@ -251,6 +251,7 @@ class MicroBatcher:
             budget = request.budget or Budget(self.max_windows)
             if request.windows > budget.left:
                 windows = self.max_windows - budget.left + request.windows
+                budget.exceeded = True
                 self._finish(request, TooMuchWork(self._too_much(windows)))
             else:
                 budget.left -= request.windows

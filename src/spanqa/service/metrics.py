@@ -63,6 +63,8 @@ class ServiceMetrics:
             ["no_answer"],
             registry=r,
         )
+        for no_answer in ("true", "false"):  # both series exist from the start, so a share is never absent
+            self.questions.labels(no_answer)
         self.texts = Counter("spanqa_contexts", "Texts read", registry=r)
         self.long_texts = Counter(
             "spanqa_contexts_multi_window", "Texts read that needed more than one window", registry=r

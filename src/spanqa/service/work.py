@@ -25,7 +25,10 @@ class ReadOptions(NamedTuple):
 
 @dataclass
 class Budget:
+    """Model windows left to one caller's request, shared by its parts (one per set of reading options)."""
+
     left: int
+    exceeded: bool = False  # a part was refused: the others are dropped unread
 
 
 @dataclass(eq=False)
@@ -39,7 +42,7 @@ class WorkRequest:
     call: Callable[[Reader], Any] | None = None  # ... or work run alone on the worker thread
     abandoned: bool = False  # the caller stopped waiting: drop it before its next forward pass
     windows: int = 0  # model windows its questions took
-    budget: Budget | None = None  # windows left to the caller's request (shared by its parts)
+    budget: Budget | None = None
     done: bool = False
 
     @property
@@ -64,7 +67,7 @@ class Task:
 
     @property
     def abandoned(self) -> bool:
-        return all(r.abandoned for r in self.requests)
+        return all(r.abandoned or (r.budget is not None and r.budget.exceeded) for r in self.requests)
 
 
 def priority(task: Task) -> tuple[int, int]:
