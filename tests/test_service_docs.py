@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_web import CHROMIUM, CHROMIUM_ARGS, PAGE_WAIT
 
 from spanqa import Reader
 from spanqa.service.app import ServiceSettings, create_app
+from test_web import CHROMIUM, CHROMIUM_ARGS, PAGE_WAIT
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,12 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
         preds = await read(items, fields, "items")
         return JSONResponse({"results": [p.to_dict() for p in preds]})
 
-    @app.post("/v1/ask", response_model=PredictionOut, tags=["answers"])
+    @app.post(
+        "/v1/ask",
+        response_model=PredictionOut,
+        tags=["answers"],
+        responses={404: {"model": ErrorOut, "description": "the server was started without --db"}},
+    )
     async def ask(body: AskRequest) -> JSONResponse:
         """Answer a question from the document index the server was started with (`--db FILE`)."""
         if index is None:
