@@ -85,18 +85,18 @@ class MicroBatcher:
             self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop taking work and fail everything in flight as Overloaded; the worker stops after the forward
-        pass in hand. Safe to call from a signal handler's thread or twice."""
+        """Stop taking work and fail everything in flight as Overloaded, at once; the worker stops after the
+        forward pass in hand. Safe to call from any thread, or twice."""
         with self._cond:
             self._closed = True
-            left = list(self._queue)
+            left = list(self._queue) + [r for t in list(self._tasks) for r in t.requests]
             self._queue.clear()
             self._cond.notify_all()
-        for request in left:
+        for request in left:  # (the worker may settle one too: the first answer wins)
             settle(request, Overloaded("the server is shutting down"))
-        # Readings under way are failed by the worker itself (it owns them) when it sees _closed.
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """shutdown(), then wait up to `timeout` s for the forward pass in hand (the thread is a daemon)."""
         self.shutdown()
         if self._thread is not None:
             self._thread.join(timeout)
