@@ -59,6 +59,27 @@ def test_more_windows_than_the_limit_is_422_naming_it_with_no_pass(reader, monke
         assert client.app.state.batcher.depth == 0
 
 
+def test_ask_is_bounded_too(reader, monkeypatch, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from spanqa.retrieval.index import DocumentIndex
+    from spanqa.service.app import ServiceSettings, create_app
+
+    gate = Gate(reader, monkeypatch)
+    gate.release.set()
+    with DocumentIndex(tmp_path / "docs.db") as index:
+        index.add_texts([(f"doc{i}", "The lamp burned oil in the tower. " * 60) for i in range(4)])
+        app = create_app(reader, ServiceSettings(timeout_s=LONG_WAIT, max_windows=3), index=index)
+        with TestClient(app) as client:
+            r = client.post("/v1/ask", json={"question": "What did the lamp burn?", "passages": 20})
+            assert r.status_code == 422 and r.json()["field"] == "passages", r.text
+            assert "max_windows" in r.json()["message"]
+            assert gate.passes == []
+            assert client.post(
+                "/v1/ask", json={"question": "What did the lamp burn?", "passages": 1}
+            ).is_success
+
+
 def test_a_timed_out_request_stops_at_its_next_forward_pass(reader, monkeypatch):
     gate = Gate(reader, monkeypatch)
     with serving(reader, timeout_s=0.5) as client:

@@ -1,8 +1,8 @@
 """The HTTP service: `create_app(reader)` returns a FastAPI app answering questions over HTTP.
 
 Every answer is computed on the micro-batcher's one model thread (batching.py); the event loop only parses,
-validates and waits. Errors are JSON with a one-line message and the field at fault (service_edge.py
-shapes them): 422 for a bad request (more work than the server's limits included), 413 for a body too
+validates and waits. Errors are JSON with a one-line message and the field at fault (http_errors.py
+answers them): 422 for a bad request (more work than the server's limits included), 413 for a body too
 large, 415 for a body that is not JSON, 503 + Retry-After when the queue is full, 504 when a question takes
 longer than the per-request timeout. A user's mistake is never a 500. /metrics is Prometheus' text format;
 /docs works offline (its assets come from an installed package). See docs/service.md.
@@ -10,7 +10,6 @@ longer than the per-request timeout. A user's mistake is never a 500. /metrics i
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -18,8 +17,7 @@ from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,8 +27,9 @@ import spanqa
 from spanqa.errors import InputError, check_text
 from spanqa.prediction import Prediction
 from spanqa.reading.reader import DEFAULT_DOC_STRIDE, Item, Reader
-from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions, TooMuchWork
-from spanqa.service.edge import EdgeMiddleware, error_body, unparsable_body
+from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions, TooMuchWork, too_much_work
+from spanqa.service.edge import EdgeMiddleware
+from spanqa.service.http_errors import FieldError, TimedOut, Unavailable, add_error_handlers
 from spanqa.service.metrics import CONTENT_TYPE, ServiceMetrics
 from spanqa.service.schemas import (
     AnswerRequest,
@@ -42,8 +41,6 @@ from spanqa.service.schemas import (
     PredictionOut,
 )
 from spanqa.service.settings import ServiceSettings
-
-log = logging.getLogger(__name__)
 
 # The reader's InputError messages start with the field at fault, e.g. "item 0: contexts[2] is empty".
 _FIELD_IN_MESSAGE = re.compile(r"^(?:item \d+: )?(question|context|contexts\[\d+\])\b")
@@ -57,15 +54,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         504: "the question took longer than the server's per-request timeout",
     }.items()
 }
-
-
-class FieldError(Exception):
-    """A request the server understood but cannot answer: 422 naming the field."""
-
-    def __init__(self, field: str | None, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def create_app(reader: Reader, settings: ServiceSettings | None = None, index: Any = None) -> FastAPI:
@@ -105,7 +93,7 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=settings.max_body_bytes, observe=metrics.observe_request
     )
-    _add_error_handlers(app)
+    add_error_handlers(app)
     _add_docs(app)
     model_info = _model_info(reader, settings)
 
@@ -164,12 +152,15 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
         options = ReadOptions(body.top_k, body.max_answer_len, body.null_threshold)
 
         def run(r: Reader) -> Prediction:
-            return index.answer(body.question, r, passages=body.passages, **options._asdict())
+            bounded = _BoundedReader(r, settings.max_windows)
+            return index.answer(body.question, bounded, passages=body.passages, **options._asdict())
 
         try:
             pred = await _waiting(batcher.call(run, timeout=settings.timeout_s), settings)
         except InputError as e:
             raise _field_error(e, "") from None
+        except TooMuchWork as e:
+            raise FieldError("passages", str(e)) from None
         return JSONResponse(pred.to_dict())
 
     @app.get("/healthz", tags=["service"])
@@ -209,9 +200,9 @@ async def _waiting(work: Awaitable[Any], settings: ServiceSettings) -> Any:
     try:
         return await work
     except Overloaded as e:
-        raise _Unavailable(str(e), settings.retry_after_s) from None
+        raise Unavailable(str(e), settings.retry_after_s) from None
     except TimeoutError:
-        raise _TimedOut(settings.timeout_s) from None
+        raise TimedOut(settings.timeout_s) from None
 
 
 def _field_error(error: InputError, prefix: str) -> FieldError:
@@ -310,75 +301,20 @@ def _model_info(reader: Reader, settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-class _Unavailable(Exception):
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
+class _BoundedReader:
+    """What /v1/ask's index.answer reads with: the reader, refusing more than max_windows windows before any
+    forward pass (on the worker thread, like every use of the model)."""
 
+    def __init__(self, reader: Reader, max_windows: int):
+        self.reader = reader
+        self.max_windows = max_windows
 
-class _TimedOut(Exception):
-    def __init__(self, seconds: float):
-        super().__init__(f"no answer within this server's {seconds:g} s per-request limit")
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [_problem(e) for e in exc.errors()]
-        first = problems[0] if problems else {"field": None, "message": "invalid request"}
-        body = error_body("invalid_request", first["message"], request.scope, field=first["field"])
-        return JSONResponse({**body, "errors": problems}, status_code=422)
-
-    @app.exception_handler(FieldError)
-    async def unanswerable(request: Request, exc: FieldError) -> JSONResponse:
-        body = error_body("invalid_request", exc.message, request.scope, field=exc.field)
-        return JSONResponse({**body, "errors": [{"field": exc.field, "message": exc.message}]}, 422)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not parse the body
-            field, message = unparsable_body(request.scope, exc.__cause__)
-            body = error_body("invalid_request", message, request.scope, field=field)
-            return JSONResponse({**body, "errors": [{"field": field, "message": message}]}, 422)
-        kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-            exc.status_code, "http"
+    def answer(self, question: str, context: str | None = None, *, contexts: Any = None, **options: Any):
+        reading = self.reader.reading(
+            [(question, context if contexts is None else list(contexts))], **options
         )
-        body = error_body(kind, str(exc.detail), request.scope)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(_Unavailable)
-    async def overloaded(request: Request, exc: _Unavailable) -> JSONResponse:
-        body = error_body("overloaded", f"server busy ({exc}); retry shortly", request.scope)
-        return JSONResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(_TimedOut)
-    async def timed_out(request: Request, exc: _TimedOut) -> JSONResponse:
-        return JSONResponse(error_body("timeout", str(exc), request.scope), status_code=504)
-
-    @app.exception_handler(Exception)
-    async def bug(request: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error on %s", request.url.path, exc_info=exc)
-        body = error_body(
-            "internal", f"internal error ({type(exc).__name__}); see the server log", request.scope
-        )
-        return JSONResponse(body, status_code=500)
-
-
-def _problem(error: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic error as {field, message}: loc ("body", "items", 2, "question") -> items[2].question."""
-    loc = [p for p in error.get("loc", ()) if p != "body"]
-    if error.get("type") == "json_invalid":
-        detail = (error.get("ctx") or {}).get("error", "")
-        return {
-            "field": None,
-            "message": f"the body is not valid JSON: {detail} at character {loc[0] if loc else 0}",
-        }
-    field = ""
-    for part in loc:
-        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-    message = error.get("msg", "invalid value")
-    if error.get("type") == "missing":
-        message = "field required"
-    elif error.get("type") == "extra_forbidden":
-        message = "unknown field"
-    return {"field": field or None, "message": f"{field or 'body'}: {message}"}
+        if len(reading.windows) > self.max_windows:
+            raise TooMuchWork(too_much_work(len(reading.windows), self.max_windows))
+        while reading.step():
+            pass
+        return reading.predictions()[0]

@@ -43,6 +43,13 @@ class TooMuchWork(Exception):
     """The request needs more model windows than the server reads for one request."""
 
 
+def too_much_work(windows: int, limit: int) -> str:
+    return (
+        f"reading it takes {windows} model windows; this server reads at most {limit} "
+        "for one request (max_windows): send fewer or shorter texts"
+    )
+
+
 class MicroBatcher:
     """Answers questions from many coroutines with shared, interleaved model calls on one worker thread."""
 
@@ -252,7 +259,7 @@ class MicroBatcher:
             if request.windows > budget.left:
                 windows = self.max_windows - budget.left + request.windows
                 budget.exceeded = True
-                self._finish(request, TooMuchWork(self._too_much(windows)))
+                self._finish(request, TooMuchWork(too_much_work(windows, self.max_windows)))
             else:
                 budget.left -= request.windows
                 keep.append(request)
@@ -275,19 +282,13 @@ class MicroBatcher:
                 return []
         raise RuntimeError("a request failed as a whole but none of its questions fails alone")
 
-    def _too_much(self, windows: int) -> str:
-        return (
-            f"reading it takes {windows} model windows; this server reads at most {self.max_windows} "
-            "for one request (max_windows): send fewer or shorter texts"
-        )
-
     def _step(self, task: Task) -> None:
         if task.reading is None:  # a call: runs whole
             (request,) = task.requests
             self._tasks.remove(task)
             try:
                 result: Any = request.call(self.reader)  # type: ignore[misc]
-            except InputError as e:
+            except (InputError, TooMuchWork) as e:  # the caller's, not a bug
                 result = e
             self._finish(request, result)
             return
