@@ -160,6 +160,8 @@ async def sigterm(target, process, light: list[bytes], heavy: bytes, args) -> di
             statuses.append(str(status))
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:
             statuses.append(type(e).__name__)
+        except (IndexError, ValueError):  # no status line: the connection was closed unanswered
+            statuses.append("closed unanswered")
 
     tasks = [asyncio.create_task(one(heavy))]
     await asyncio.sleep(1.0)  # the heavy request is under way
