@@ -99,10 +99,12 @@ def heaviest_request(reader, examples, max_texts: int, max_windows: int) -> tupl
 
 
 def pass_seconds(reader, heavy: bytes) -> float:
-    """Median seconds of one forward pass of the heavy request, offline: what a light question may wait
-    for behind it, per pass of its own."""
+    """Median seconds of one forward pass of the heavy request, offline, as the server reads it: what a light
+    question may wait for behind it, per pass of its own."""
+    from spanqa.service.settings import ServiceSettings
+
     body = json.loads(heavy)
-    reading = reader.reading([(body["question"], body["contexts"])])
+    reading = reader.reading([(body["question"], body["contexts"])], batch_size=ServiceSettings().batch_size)
     times = []
     while reading.next_cost():
         began = time.perf_counter()
@@ -221,7 +223,7 @@ def table(
         f"SIGTERM with {args.light + 1} requests in flight: exited in {shutdown['seconds']:.2f} s "
         f"(exit status {shutdown['exit']}; target <= {TARGET_SHUTDOWN_S:g} s); the requests got "
         + ", ".join(f"{k}: {n}" for k, n in sorted(shutdown["statuses"].items())),
-        f"One forward pass of the heavy request (8 windows), offline before the server started: "
+        f"One forward pass of the heavy request, offline before the server started: "
         f"{pass_s:.2f} s (median); Readings made in the light + heavy phase: {readings}",
     ]
     return "\n".join(lines)

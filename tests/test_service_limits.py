@@ -15,8 +15,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from spanqa import Reader
 from test_service import GOOD, LONG_WAIT, Gate, post_in_thread, serving, wait_for
 
-# 40 one-window texts (tiny model): 5 forward passes of 8 windows
+# 40 one-window texts (tiny model): several forward passes
 MANY = {"question": "Which lamp burned oil?", "contexts": [f"Lamp number {i} burned oil." for i in range(40)]}
+
+
+def passes_of_many(reader: Reader) -> int:
+    from spanqa.service.settings import ServiceSettings
+
+    reading = reader.reading([(MANY["question"], MANY["contexts"])], batch_size=ServiceSettings().batch_size)
+    return len(reading.batches)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,8 @@ def test_a_timed_out_request_stops_at_its_next_forward_pass(reader, monkeypatch)
         assert out["big"].status_code == 504
         gate.release.set()
         wait_for(lambda: batcher.depth == 0, "the big request to be dropped")
-        assert gate.passes == [MANY["question"]]  # 1 of its 5 passes ran: none after the caller left
+        assert passes_of_many(reader) >= 3
+        assert gate.passes == [MANY["question"]]  # 1 of its passes ran: none after the caller left
         assert batcher.dropped == 1
         assert client.post("/v1/answer", json=GOOD).status_code == 200
 
@@ -109,8 +117,8 @@ def test_a_small_request_runs_between_the_passes_of_a_big_one(reader, monkeypatc
         small.join()
     assert out["big"].status_code == out["small"].status_code == 200
     big_q, small_q = MANY["question"], GOOD["question"]
-    assert gate.passes.count(big_q) == 5
-    assert gate.passes[:2] == [big_q, small_q]  # served after one pass of the big one, not after five
+    assert gate.passes.count(big_q) == passes_of_many(reader) >= 3
+    assert gate.passes[:2] == [big_q, small_q]  # served after one pass of the big one, not after all
 
 
 def test_shutdown_fails_requests_in_flight_and_stops_after_the_pass_in_hand(reader, monkeypatch):

@@ -22,5 +22,8 @@ class ServiceSettings:
     max_batch: int = 32  # questions per shared model call
     batch_wait_ms: float = 5.0  # how long a model call waits for more questions when not full
     max_queue: int = 256  # questions waiting; beyond that, 503
-    batch_size: int = BATCH_SIZE  # windows per forward pass
+    # Windows per forward pass: half the reader's default, so that a question arriving behind a heavy request
+    # waits for 4 windows, not 8, per pass of its own; 4 is within 2% of 8 for torch and the best for
+    # onnx-int8 (benchmarks/results/batch_size.md).
+    batch_size: int = BATCH_SIZE // 2
     retry_after_s: int = 1
