@@ -215,7 +215,9 @@ def table(
     _, light, heavy = rows[-1]
     p99 = _latency(light)[1]
     ok = light.errors == 0 and p99 <= TARGET_P99_S
-    kinds = ", ".join(f"{k}: {n}" for k, n in {**light.error_kinds, **heavy.error_kinds}.items())
+    kinds = ", ".join(
+        f"{who} {k}: {n}" for who, r in (("light", light), ("heavy", heavy)) for k, n in r.error_kinds.items()
+    )
     lines += [
         "",
         f"light + heavy: {'meets' if ok else 'misses'} the target (light p99 <= {TARGET_P99_S:g} s, "
