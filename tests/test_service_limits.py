@@ -121,6 +121,35 @@ def test_a_small_request_runs_between_the_passes_of_a_big_one(reader, monkeypatc
     assert gate.passes[:2] == [big_q, small_q]  # served after one pass of the big one, not after all
 
 
+def test_the_model_is_shared_between_requests_not_readings(reader, monkeypatch):
+    """Four callers' questions sharing one Reading get four shares: its passes run before the big
+    request's next one (shared equally between Readings, they would alternate with it, pass for pass)."""
+    from spanqa.service.settings import ServiceSettings
+
+    sentence = "The lamp in the tower burned whale oil every night. "
+    big_body = {"question": "Which lamp?", "contexts": [sentence * 7] * 12}  # 12 full windows (tiny model)
+    smalls = [{"question": f"What did lamp {i} burn?", "context": sentence * 14} for i in range(4)]
+    batch = ServiceSettings().batch_size
+    shared = reader.reading([(b["question"], b["context"]) for b in smalls], batch_size=batch)
+    big_reading = reader.reading([(big_body["question"], big_body["contexts"])], batch_size=batch)
+    n = len(shared.batches)
+    assert n >= 2 and len(big_reading.batches) >= 3
+    assert shared.next_cost() <= big_reading.next_cost()  # a pass of each costs about the same
+    gate = Gate(reader, monkeypatch)
+    out: dict = {}
+    with serving(reader) as client:
+        big = post_in_thread(client, "/v1/answer", big_body, out, "big")
+        wait_for(lambda: len(gate.passes) == 1, "the big request's first forward pass")
+        threads = [post_in_thread(client, "/v1/answer", b, out, str(i)) for i, b in enumerate(smalls)]
+        wait_for(lambda: client.app.state.batcher.depth == 5, "the small requests to queue")
+        gate.release.set()
+        for t in [big, *threads]:
+            t.join()
+    assert all(out[k].status_code == 200 for k in ["big", "0", "1", "2", "3"])
+    assert len(gate.readings) == 2  # the big one, and one Reading shared by the four small ones
+    assert gate.passes[: 2 + n] == ["Which lamp?"] + [gate.readings[1][0]] * n + ["Which lamp?"]
+
+
 def test_shutdown_fails_requests_in_flight_and_stops_after_the_pass_in_hand(reader, monkeypatch):
     gate = Gate(reader, monkeypatch)
     out: dict = {}

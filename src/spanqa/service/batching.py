@@ -4,9 +4,9 @@ and no request can hold the model for long.
 Each request's questions become a `Reading` (reader.py): windowed at once, then read one forward pass at
 a time. Small requests (one question about one short text) that wait together share one Reading, so
 concurrent questions still share forward passes; any other request reads alone. Between forward passes
-the worker picks the active Reading that has had the fewest tokens of model time (fair queuing: a Reading
-starts at the current minimum), so a small question arriving behind a heavy request waits for at most
-one of the heavy request's forward passes per pass of its own.
+the worker picks the active Reading that has had the fewest tokens of model time per request it serves
+(weighted fair queuing: a Reading starts at the current minimum), so a small question arriving behind a
+heavy request waits for one of the heavy request's forward passes, not for all of them.
 
 The work of one request is bounded (`max_windows`: more windows than that is refused before any forward
 pass), a request whose caller gave up (timeout, disconnect) is dropped before its next forward pass, and
@@ -231,7 +231,7 @@ class MicroBatcher:
                 tasks += self._start_reading([request])
         for group in shared.values():
             tasks += self._start_reading(group)
-        clock = min((t.served for t in self._tasks), default=0)
+        clock = min((t.served for t in self._tasks), default=0.0)
         for task in tasks:
             task.served = clock  # newcomers start level with the least served, never with a backlog
         return tasks
@@ -292,7 +292,7 @@ class MicroBatcher:
                 result = e
             self._finish(request, result)
             return
-        task.served += task.reading.next_cost()
+        task.served += task.reading.next_cost() / len(task.requests)
         task.reading.step()
         self.steps += 1
         if task.reading.next_cost() == 0:

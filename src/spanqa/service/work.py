@@ -63,17 +63,23 @@ class Task:
 
     requests: list[WorkRequest]
     reading: Reading | None = None
-    served: int = 0  # tokens of model time so far, the fair-share clock
+    # Tokens of model time so far per request it serves: the fair-share clock. A Reading shared by 8 callers'
+    # questions advances 8 times slower than one serving a single caller: the model is shared between
+    # callers, not between Readings.
+    served: float = 0.0
 
     @property
     def abandoned(self) -> bool:
         return all(r.abandoned or (r.budget is not None and r.budget.exceeded) for r in self.requests)
 
 
-def priority(task: Task) -> tuple[int, int]:
-    """Least served first; between equals, the one nearest its end."""
-    remaining = 0 if task.reading is None else len(task.reading.batches) - task.reading.done
-    return task.served, remaining
+def priority(task: Task) -> tuple[float, int]:
+    """Weighted fair queuing: the Reading whose next pass would finish first on the fair-share clock; between
+    equals, the one nearest its end."""
+    if task.reading is None:
+        return task.served, 0
+    finish = task.served + task.reading.next_cost() / len(task.requests)
+    return finish, len(task.reading.batches) - task.reading.done
 
 
 def settle(request: WorkRequest, result: Any) -> None:
