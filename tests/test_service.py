@@ -40,26 +40,41 @@ def client(reader) -> Iterator[TestClient]:
 
 
 class Gate:
-    """Wraps reader.answer_batch: records the questions of every model call, and holds the first call
-    until released, so that tests can pile requests up behind it deterministically."""
+    """Records the questions of every Reading the service makes and the order its forward passes run in,
+    and holds the first forward pass until released, so that tests can pile requests up behind it."""
 
     def __init__(self, reader: Reader, monkeypatch: pytest.MonkeyPatch, fail: Exception | None = None):
-        self.calls: list[list[str]] = []
+        self.readings: list[list[str]] = []
+        self.passes: list[str] = []  # per forward pass: the first question of the Reading it belongs to
         self.release = threading.Event()
         self.fail = fail
-        original = reader.answer_batch
+        original_reading, original_run = reader.reading, reader.backend.run
+        current: list[str] = []
 
-        def answer_batch(items, **kwargs):
+        def reading(items, **kwargs):
             items = list(items)
-            self.calls.append([q for q, _ in items])
-            if len(self.calls) == 1:
+            self.readings.append([q for q, _ in items])
+            made = original_reading(items, **kwargs)
+            step = made.step
+
+            def logged_step():
+                current[:] = [items[0][0]]
+                return step()
+
+            made.step = logged_step
+            return made
+
+        def run(inputs):
+            self.passes.append(current[0] if current else "?")
+            if len(self.passes) == 1:
                 self.release.wait(LONG_WAIT)
             if self.fail is not None:
                 error, self.fail = self.fail, None
                 raise error
-            return original(items, **kwargs)
+            return original_run(inputs)
 
-        monkeypatch.setattr(reader, "answer_batch", answer_batch)
+        monkeypatch.setattr(reader, "reading", reading)
+        monkeypatch.setattr(reader.backend, "run", run)
 
 
 def assert_same_prediction(got: dict, expected: dict) -> None:
@@ -86,7 +101,7 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 def hold_first_call(client: TestClient, gate: Gate, out: dict) -> threading.Thread:
     """Send a request that the gate holds inside the model, so that the next ones queue behind it."""
     first = post_in_thread(client, "/v1/answer", GOOD, out, "first")
-    wait_for(lambda: len(gate.calls) == 1, "the first model call")
+    wait_for(lambda: len(gate.passes) == 1, "the first forward pass")
     return first
 
 
@@ -155,6 +170,10 @@ MALFORMED = [
     ({**GOOD, "question": "q" * 2_001}, None, 422, "question"),
     ({**GOOD, "question": "who " * 200}, None, 422, "question"),  # more tokens than a window allows
     (b'{"question": "q", "context": ', None, 422, None),
+    (b'{"question": "q", "context": "caf\xe9 au lait"}', None, 422, "context"),  # Latin-1, not UTF-8
+    (b'{"question": "\xff\xfe", "context": "text"}', None, 422, "question"),
+    (b'{"question": "q", "contexts": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", None, 422, "contexts"),
+    (b"[" * 5_000 + b"]" * 5_000, None, 422, None),
     (b"[1, 2]", None, 422, None),
     (b"", None, 422, None),
     (json.dumps(GOOD).encode(), {"content-type": "text/plain"}, 415, None),
@@ -192,6 +211,13 @@ def test_malformed_batches_name_the_item(client, items, field):
     assert r.status_code == 422
     assert r.json()["field"] == field
     assert client.post("/v1/answer/batch", json={"items": [GOOD]}).status_code == 200
+
+
+def test_an_unparsable_batch_names_the_item(client):
+    body = b'{"items": [{"question": "q", "context": "ok"}, {"question": "q", "context": "bad \xe9"}]}'
+    r = client.post("/v1/answer/batch", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["field"] == "items[1].context" and "not UTF-8" in r.json()["message"]
 
 
 def test_body_limit_holds_without_content_length(client):
@@ -237,12 +263,12 @@ def test_concurrent_requests_share_one_model_call(reader, monkeypatch):
             post_in_thread(client, "/v1/answer", {"question": f"q{i}?", "context": c}, out, str(i))
             for i, c in enumerate(contexts)
         ]
-        wait_for(lambda: batcher.depth == len(contexts), "the requests to queue up")
+        wait_for(lambda: batcher.depth == 1 + len(contexts), "the requests to queue up")
         gate.release.set()
         for t in [first, *threads]:
             t.join()
-    assert len(gate.calls) == 2
-    assert sorted(gate.calls[1]) == sorted(f"q{i}?" for i in range(8))  # 8 requests, one model call
+    assert len(gate.readings) == 2
+    assert sorted(gate.readings[1]) == sorted(f"q{i}?" for i in range(8))  # 8 requests, one Reading
     for i, c in enumerate(contexts):
         assert_same_prediction(out[str(i)].json(), reader.answer(f"q{i}?", c).to_dict())
 
@@ -254,7 +280,7 @@ def test_a_bad_question_does_not_fail_the_batch_it_shares(reader, monkeypatch):
         first = hold_first_call(client, gate, out)
         bodies = {"ok1": GOOD, "bad": {**GOOD, "question": "who " * 200}, "ok2": {**GOOD, "top_k": 1}}
         threads = [post_in_thread(client, "/v1/answer", b, out, k) for k, b in bodies.items()]
-        wait_for(lambda: client.app.state.batcher.depth == 3, "the requests to queue up")
+        wait_for(lambda: client.app.state.batcher.depth == 4, "the requests to queue up")
         gate.release.set()
         for t in [first, *threads]:
             t.join()
@@ -267,8 +293,8 @@ def test_overload_is_503_with_retry_after_then_serving_resumes(reader, monkeypat
     out: dict = {}
     with serving(reader, max_queue=2) as client:
         first = hold_first_call(client, gate, out)
-        queued = [post_in_thread(client, "/v1/answer", GOOD, out, k) for k in ("a", "b")]
-        wait_for(lambda: client.app.state.batcher.depth == 2, "the queue to fill")
+        queued = [post_in_thread(client, "/v1/answer", GOOD, out, k) for k in ("a",)]
+        wait_for(lambda: client.app.state.batcher.depth == 2, "the queue to fill")  # first + a
         r = client.post("/v1/answer", json=GOOD)
         assert r.status_code == 503
         assert int(r.headers["retry-after"]) >= 1 and r.json()["error"] == "overloaded"
@@ -277,7 +303,7 @@ def test_overload_is_503_with_retry_after_then_serving_resumes(reader, monkeypat
         gate.release.set()
         for t in [first, *queued]:
             t.join()
-        assert [out[k].status_code for k in ("first", "a", "b")] == [200, 200, 200]
+        assert [out[k].status_code for k in ("first", "a")] == [200, 200]
         assert client.post("/v1/answer", json=GOOD).status_code == 200
 
 
@@ -293,7 +319,8 @@ def test_timeout_is_504_and_abandoned_questions_cost_no_model_time(reader, monke
         assert out["first"].status_code == 504
         wait_for(lambda: client.app.state.batcher.depth == 0, "the queue to drain")
         assert client.get("/healthz").json()["status"] == "ok"
-    assert all("Abandoned?" not in call for call in gate.calls)
+    assert all("Abandoned?" not in reading for reading in gate.readings)
+    assert gate.passes == [GOOD["question"]]  # the held pass; nothing after both callers gave up
 
 
 def test_a_bug_is_a_500_and_the_server_keeps_serving(reader, monkeypatch):

@@ -13,11 +13,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from spanqa.cli.common import add_model, load_reader
 from spanqa.errors import InputError
 
 log = logging.getLogger("spanqa.serve")
+# Seconds uvicorn waits for open requests after SIGTERM: by then they have all been answered 503 (the
+# batcher fails them at once), so this only bounds a client slow to read its answer.
+SHUTDOWN_GRACE_S = 1.0
 
 
 def _add_serve(p: argparse.ArgumentParser) -> None:
@@ -35,6 +39,10 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
         "--max-context-chars", type=int, default=d.max_context_chars, help="longest text per question (422)"
     )
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="largest request body (413)")
+    p.add_argument(
+        "--max-windows", type=int, default=d.max_windows, help="model windows one request may take (422)"
+    )
+    p.add_argument("--max-texts", type=int, default=d.max_texts, help="texts in one request (422)")
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="questions waiting before 503")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help="questions per shared model call")
     p.add_argument(
@@ -43,14 +51,14 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from spanqa.service.app import create_app
     from spanqa.service.settings import ServiceSettings
 
     settings = ServiceSettings(
         max_body_bytes=_positive(args.max_body_bytes, "--max-body-bytes"),
         max_context_chars=_positive(args.max_context_chars, "--max-context-chars"),
+        max_windows=_positive(args.max_windows, "--max-windows"),
+        max_texts=_positive(args.max_texts, "--max-texts"),
         timeout_s=_positive(args.timeout, "--timeout"),
         max_queue=_positive(args.max_queue, "--max-queue"),
         max_batch=_positive(args.max_batch, "--max-batch"),
@@ -74,15 +82,35 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        config = uvicorn.Config(
-            app, log_config=None, access_log=False, server_header=False, timeout_keep_alive=30
-        )
-        uvicorn.Server(config).run(sockets=[sock])
+        _run(app, sock)
     finally:
         sock.close()
         if index is not None:
             index.close()
     return 0
+
+
+def _run(app: Any, sock: socket.socket) -> None:
+    """uvicorn until SIGINT/SIGTERM. On the signal the batcher first fails the questions in flight (503, at
+    once), so shutting down waits for one forward pass at most, not for every request's work."""
+    import uvicorn
+
+    batcher = app.state.batcher
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            batcher.shutdown()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+    Server(config).run(sockets=[sock])
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -116,9 +144,16 @@ def _positive(value: float, name: str) -> float:
     return value
 
 
+class ServerURL(str):
+    """A child server's URL, with its process (to signal it)."""
+
+    process: subprocess.Popen
+
+
 @contextmanager
-def child_server(args: list[str], start_timeout: float = 180.0) -> Iterator[str]:
-    """`spanqa serve ARGS` on a free port in a child process, for tests and benchmarks; yields its URL.
+def child_server(args: list[str], start_timeout: float = 180.0) -> Iterator[ServerURL]:
+    """`spanqa serve ARGS` on a free port in a child process, for tests and benchmarks; yields its URL
+    (a ServerURL: `.process` is the child).
 
     The child's stderr is read all along (a full pipe would block its logging): access lines are dropped,
     anything else is passed on to ours.
@@ -139,7 +174,8 @@ def child_server(args: list[str], start_timeout: float = 180.0) -> Iterator[str]
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        url = _wait_for_url(proc, lines, start_timeout)
+        url = ServerURL(_wait_for_url(proc, lines, start_timeout))
+        url.process = proc
         started.set()
         yield url
     finally:

@@ -27,7 +27,7 @@ import numpy as np
 
 from spanqa.errors import InputError
 
-# The raw features the reader computes for a question's top span (Reader._features):
+# The raw features the reader computes for a question's top span (reading.steps._features):
 #   null_score_diff   best span score minus the null score (start + end logit at CLS, minimum over windows)
 #   span_log_share    log of the best span's softmax share among spans only (the model's "given answerable")
 #   span_logit        the log-odds of that share, log(share / (1 - share)), kept within +-SHARE_LOGIT_BOUND

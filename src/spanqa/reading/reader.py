@@ -1,6 +1,6 @@
 """The Reader: questions and texts in, answers with exact character offsets out.
 
-text -> windows (windows.py) -> backend (backends.py) -> spans (decode.py) -> Prediction (prediction.py)
+text -> windows (windows.py) -> backend (backends/) -> spans (decode.py, steps.py) -> Prediction
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ import numbers
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from spanqa.backends.base import Backend
 from spanqa.backends.load import load_backend
@@ -27,32 +24,17 @@ from spanqa.backends.model_dir import (
     resolve_model,
 )
 from spanqa.errors import InputError, check_positive, check_text
-from spanqa.prediction import Answer, Prediction
-from spanqa.reading.bucketing import BATCH_SIZE, length_batches
-from spanqa.reading.calibration import Calibration, check_prior, share_logit
-from spanqa.reading.decode import best_spans, char_span
-from spanqa.reading.windows import Windower, pad_batch, pad_offsets
+from spanqa.prediction import Prediction
+from spanqa.reading.bucketing import BATCH_SIZE
+from spanqa.reading.calibration import Calibration, check_prior
+from spanqa.reading.steps import Reading
+from spanqa.reading.windows import Windower
 from spanqa.retrieval.plan import Retrieval, as_retrieval, plan_reads
 
 DEFAULT_MAX_SEQ_LEN = 384
 DEFAULT_DOC_STRIDE = 128
-# Spans kept per window, whatever top_k: overlapping alternatives are grouped among them (Reader._finish),
-# and a fixed number keeps a question's scores the same for every top_k.
-CANDIDATES_PER_WINDOW = 64
-# Spans kept per question across all its windows: ample for top_k disjoint answers (the API allows 20), and
-# bounded, so reading a long text costs memory by the batch, not by the text.
-SPANS_KEPT = 512
 
 Item = tuple[str, str] | tuple[str, Sequence[str]]
-
-
-@dataclass
-class _Pending:
-    """What one question has gathered so far from the windows read for it."""
-
-    spans: dict[tuple[int, int, int], float] = field(default_factory=dict)  # (doc, start, end) -> score
-    null: float = math.inf
-    logsumexp: float = -math.inf
 
 
 class Reader:
@@ -180,34 +162,50 @@ class Reader:
         `calibrated=False` gives raw scores (each answer's softmax share among spans) instead of the
         model's calibrated probabilities; every prediction carries its raw `features` either way.
         """
+        reading = self.reading(
+            items,
+            batch_size=batch_size,
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            null_threshold=null_threshold,
+            answerable_prior=answerable_prior,
+            max_seq_len=max_seq_len,
+            doc_stride=doc_stride,
+            retrieve=retrieve,
+            calibrated=calibrated,
+        )
+        bar = _progress(len(reading.windows), progress)
+        while rows := reading.step():
+            bar.update(rows)
+        bar.close()
+        return reading.predictions()
+
+    def reading(
+        self,
+        items: Iterable[Item],
+        *,
+        batch_size: int = BATCH_SIZE,
+        top_k: int = 1,
+        max_answer_len: int = 30,
+        null_threshold: float | None = None,
+        answerable_prior: float | None = None,
+        max_seq_len: int | None = None,
+        doc_stride: int = DEFAULT_DOC_STRIDE,
+        retrieve: str | Retrieval = "auto",
+        calibrated: bool = True,
+    ) -> Reading:
+        """`answer_batch` one forward pass at a time, for callers that interleave or abandon work (the HTTP
+        service): the items are checked and windowed now; `Reading.step()` runs the next pass."""
         _check_options(top_k, max_answer_len, batch_size)
         decision = _decision(null_threshold, answerable_prior)
         items = list(items)
         _check_items(items)  # the caller's texts, before anything (retrieval included) tokenizes them
         windower = self._windower(max_seq_len, doc_stride)
         plan = plan_reads(items, windower, as_retrieval(retrieve))  # long texts -> their best passages
-        items = plan.items
-        reads = _reads(items)  # (item, doc, question, context) for every text to read
+        reads = _reads(plan.items)  # (item, doc, question, context) for every text to read
         windows = windower([r[2] for r in reads], [r[3] for r in reads])
-        pending = [_Pending() for _ in items]
-        bar = _progress(len(windows), progress)
-        for index in length_batches(windows.lengths(), batch_size):
-            batch = pad_batch(windows, index, self.pad_id, self.token_types)
-            start, end = self.backend.run({k: batch[k] for k in self.backend.input_names})
-            offsets = pad_offsets(windows, index, batch["input_ids"].shape[1])
-            candidates = max(CANDIDATES_PER_WINDOW, 2 * top_k + 2)
-            spans = best_spans(
-                start, end, offsets[:, :, 0] >= 0, top_k=candidates, max_answer_len=max_answer_len
-            )
-            for row, w in enumerate(index):
-                item, doc, _, context = reads[windows.item[w]]
-                _gather(pending[item], doc, context, offsets[row], spans, row)
-            bar.update(len(index))
-        bar.close()
         calibration = self.calibration if calibrated else Calibration(null_threshold=self.null_threshold)
-        return plan.restore(
-            [self._finish(p, items[i], top_k, decision, calibration) for i, p in enumerate(pending)]
-        )
+        return Reading(self, plan, reads, windows, batch_size, top_k, max_answer_len, decision, calibration)
 
     def _windower(self, max_seq_len: int | None, doc_stride: int) -> Windower:
         length = max_seq_len or self.max_seq_len
@@ -217,82 +215,6 @@ class Reader:
         if key not in self._windowers:
             self._windowers[key] = Windower(self.tokenizer, length, doc_stride, self._tokenizer_lock)
         return self._windowers[key]
-
-    @staticmethod
-    def _finish(
-        p: _Pending, item: Item, top_k: int, decision: tuple[str, float | None], calibration: Calibration
-    ) -> Prediction:
-        ranked = sorted(p.spans.items(), key=lambda kv: (-kv[1], kv[0]))
-        if not ranked:  # no window had a valid span (e.g. max_answer_len shorter than any token)
-            return Prediction([], True, float("-inf"), answerable=0.0, answerable_prior=None)
-        heads = _disjoint(ranked)
-        features = _features(ranked[0][1], p)
-        prior = decision[1] if decision[0] == "prior" else None
-        prior = calibration.default_prior if prior is None else prior
-        answerable = calibration.answerable_prob(features, prior)
-        if decision[0] == "threshold":
-            no_answer = features["null_score_diff"] < decision[1]  # type: ignore[operator]
-        else:
-            no_answer = answerable < 0.5
-        multi = not isinstance(item[1], str)
-        answers: list[Answer] = []
-        left = 1.0
-        for (doc, a, b), score in heads[:top_k]:
-            context = item[1][doc] if multi else item[1]
-            # each answer's own calibrated score, never above a better one's nor past what they leave
-            prob = min(
-                calibration.span_score(_features(score, p)), left, answers[-1].score if answers else 1.0
-            )
-            left -= prob
-            answers.append(Answer(context[a:b], a, b, prob, doc if multi else None))
-        return Prediction(
-            answers,
-            bool(no_answer),
-            features["null_score_diff"],
-            answerable=answerable,
-            answerable_prior=prior,
-            features=features,
-        )
-
-
-def _features(top: float, p: _Pending) -> dict[str, float]:
-    """The raw scores of a question's top span that the calibrations read (calibration.py names them)."""
-    return {
-        "null_score_diff": float(top - p.null),
-        "span_log_share": float(top - p.logsumexp),
-        "span_logit": share_logit(float(top - p.logsumexp)),
-        "span_mass_diff": float(p.logsumexp - p.null),
-        "log_share": float(top - np.logaddexp(p.logsumexp, p.null)),
-    }
-
-
-def _disjoint(ranked: list[tuple[tuple[int, int, int], float]]) -> list[tuple[tuple[int, int, int], float]]:
-    """The spans (best first) that overlap no better span of the same document.
-
-    "12 March 1849", "March 1849" and "on 12 March 1849" are one answer said three ways, not three chances:
-    only the best of them is reported, so the answers of a prediction are disjoint.
-    """
-    heads: list[tuple[tuple[int, int, int], float]] = []
-    for (doc, a, b), score in ranked:
-        if not any(hd == doc and a < hb and ha < b for (hd, ha, hb), _ in heads):
-            heads.append(((doc, a, b), score))
-    return heads
-
-
-def _gather(p: _Pending, doc: int, context: str, offsets: np.ndarray, spans: Any, row: int) -> None:
-    p.null = min(p.null, float(spans.null[row]))
-    p.logsumexp = float(np.logaddexp(p.logsumexp, spans.logsumexp[row]))
-    for s, e, score in zip(spans.starts[row], spans.ends[row], spans.scores[row]):
-        if not np.isfinite(score):
-            break
-        chars = char_span(context, offsets, int(s), int(e))
-        if chars is None:
-            continue
-        key = (doc, *chars)
-        if score > p.spans.get(key, -math.inf):  # the same span seen in two overlapping windows counts once
-            p.spans[key] = float(score)
-    if len(p.spans) > 2 * SPANS_KEPT:  # a long text: keep the best, so memory does not grow with the text
-        p.spans = dict(sorted(p.spans.items(), key=lambda kv: (-kv[1], kv[0]))[:SPANS_KEPT])
 
 
 def _check_items(items: list[Item]) -> None:

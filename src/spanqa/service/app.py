@@ -1,15 +1,15 @@
 """The HTTP service: `create_app(reader)` returns a FastAPI app answering questions over HTTP.
 
 Every answer is computed on the micro-batcher's one model thread (batching.py); the event loop only parses,
-validates and waits. Errors are JSON with a one-line message and the field at fault (service_edge.py
-shapes them): 422 for a bad request, 413 for a body too large, 415 for a body that is not JSON,
-503 + Retry-After when the queue is full, 504 when a question takes longer than the per-request timeout.
-A user's mistake is never a 500. See docs/service.md.
+validates and waits. Errors are JSON with a one-line message and the field at fault (http_errors.py
+answers them): 422 for a bad request (more work than the server's limits included), 413 for a body too
+large, 415 for a body that is not JSON, 503 + Retry-After when the queue is full, 504 when a question takes
+longer than the per-request timeout. A user's mistake is never a 500. /metrics is Prometheus' text format;
+/docs works offline (its assets come from an installed package). See docs/service.md.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -17,9 +17,9 @@ from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -27,9 +27,11 @@ import spanqa
 from spanqa.errors import InputError, check_text
 from spanqa.prediction import Prediction
 from spanqa.reading.reader import DEFAULT_DOC_STRIDE, Item, Reader
-from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions
+from spanqa.service.batching import MicroBatcher, Overloaded, ReadOptions, TooMuchWork, too_much_work
 from spanqa.service.documents import add_document_routes, upload_limits
-from spanqa.service.edge import EdgeMiddleware, error_body
+from spanqa.service.edge import EdgeMiddleware
+from spanqa.service.http_errors import FieldError, TimedOut, Unavailable, add_error_handlers
+from spanqa.service.metrics import CONTENT_TYPE, ServiceMetrics
 from spanqa.service.schemas import (
     AnswerRequest,
     AskRequest,
@@ -40,8 +42,6 @@ from spanqa.service.schemas import (
     PredictionOut,
 )
 from spanqa.service.settings import ServiceSettings
-
-log = logging.getLogger(__name__)
 
 # The reader's InputError messages start with the field at fault, e.g. "item 0: contexts[2] is empty".
 _FIELD_IN_MESSAGE = re.compile(r"^(?:item \d+: )?(question|context|contexts\[\d+\])\b")
@@ -57,15 +57,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class FieldError(Exception):
-    """A request the server understood but cannot answer: 422 naming the field."""
-
-    def __init__(self, field: str | None, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
 def create_app(reader: Reader, settings: ServiceSettings | None = None, index: Any = None) -> FastAPI:
     """A FastAPI app serving `reader` (and `index`, a spanqa.retrieval.index.DocumentIndex, at /v1/ask)."""
     settings = settings or ServiceSettings()
@@ -75,7 +66,10 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
         max_wait_ms=settings.batch_wait_ms,
         max_queue=settings.max_queue,
         batch_size=settings.batch_size,
+        max_windows=settings.max_windows,
     )
+    metrics = ServiceMetrics(batcher)
+    batcher.on_reading = metrics.observe_reading
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -91,28 +85,44 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
         summary="Extractive question answering: answers are exact character spans of your text.",
         lifespan=lifespan,
         responses=_ERRORS,
+        docs_url=None,  # served below from installed assets, not a CDN
+        redoc_url=None,
     )
     app.state.batcher = batcher
     app.state.settings = settings
+    app.state.metrics = metrics
     app.add_middleware(
-        EdgeMiddleware, max_body_bytes=settings.max_body_bytes, uploads=upload_limits(settings)
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        uploads=upload_limits(settings),
+        observe=metrics.observe_request,
     )
-    _add_error_handlers(app)
+    add_error_handlers(app)
+    _add_docs(app)
     model_info = _model_info(reader, settings)
 
-    async def read(requests: list[tuple[Item, ReadOptions]], fields: Sequence[str]) -> list[Prediction]:
-        results = await _waiting(batcher.answer(requests, timeout=settings.timeout_s), settings)
+    async def read(
+        requests: list[tuple[Item, ReadOptions]], fields: Sequence[str], whole: str
+    ) -> list[Prediction]:
+        """The predictions; errors name the field (`fields` per question, `whole` for the request)."""
+        try:
+            results, windows = await _waiting(batcher.answer(requests, timeout=settings.timeout_s), settings)
+        except TooMuchWork as e:
+            raise FieldError(whole, str(e)) from None
         for prefix, result in zip(fields, results):
             if isinstance(result, InputError):
                 raise _field_error(result, prefix)
             if isinstance(result, BaseException):
                 raise result
+        metrics.windows.observe(windows)
         return results  # type: ignore[return-value]
 
     @app.post("/v1/answer", response_model=PredictionOut, tags=["answers"])
     async def answer(body: AnswerRequest) -> JSONResponse:
         """Answer a question about a text (`context`) or several texts (`contexts`)."""
-        (pred,) = await read([_item(body, settings, "")], [""])
+        _check_texts(body.contexts or [None], settings, "contexts")
+        item = _item(body, settings, "")
+        (pred,) = await read([item], [""], "context" if body.context is not None else "contexts")
         return JSONResponse(pred.to_dict())
 
     @app.post("/v1/answer/batch", response_model=BatchOut, tags=["answers"])
@@ -125,10 +135,17 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
                 "items", f"{len(body.items)} items; this server takes at most {settings.max_batch_items}"
             )
         fields = [f"items[{i}]." for i in range(len(body.items))]
-        preds = await read([_item(b, settings, f) for b, f in zip(body.items, fields)], fields)
+        _check_texts([t for b in body.items for t in (b.contexts or [None])], settings, "items")
+        items = [_item(b, settings, f) for b, f in zip(body.items, fields)]
+        preds = await read(items, fields, "items")
         return JSONResponse({"results": [p.to_dict() for p in preds]})
 
-    @app.post("/v1/ask", response_model=PredictionOut, tags=["answers"])
+    @app.post(
+        "/v1/ask",
+        response_model=PredictionOut,
+        tags=["answers"],
+        responses={404: {"model": ErrorOut, "description": "the server was started without --db"}},
+    )
     async def ask(body: AskRequest) -> JSONResponse:
         """Answer a question from the document index the server was started with (`--db FILE`)."""
         if index is None:
@@ -139,12 +156,15 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
         options = _options(body, "")
 
         def run(r: Reader) -> Prediction:
-            return index.answer(body.question, r, passages=body.passages, **options._asdict())
+            bounded = _BoundedReader(r, settings.max_windows)
+            return index.answer(body.question, bounded, passages=body.passages, **options._asdict())
 
         try:
             pred = await _waiting(batcher.call(run, timeout=settings.timeout_s), settings)
         except InputError as e:
             raise _field_error(e, "") from None
+        except TooMuchWork as e:
+            raise FieldError("passages", str(e)) from None
         return JSONResponse(pred.to_dict())
 
     @app.get("/healthz", tags=["service"])
@@ -158,6 +178,11 @@ def create_app(reader: Reader, settings: ServiceSettings | None = None, index: A
             "questions": batcher.questions,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        """Prometheus' text format (docs/service.md lists the series)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/model", response_model=ModelOut, tags=["service"])
     async def model() -> JSONResponse:
@@ -181,9 +206,9 @@ async def _waiting(work: Awaitable[Any], settings: ServiceSettings) -> Any:
     try:
         return await work
     except Overloaded as e:
-        raise _Unavailable(str(e), settings.retry_after_s) from None
+        raise Unavailable(str(e), settings.retry_after_s) from None
     except TimeoutError:
-        raise _TimedOut(settings.timeout_s) from None
+        raise TimedOut(settings.timeout_s) from None
 
 
 def _field_error(error: InputError, prefix: str) -> FieldError:
@@ -218,6 +243,41 @@ def _options(body: AnswerRequest | AskRequest, prefix: str) -> ReadOptions:
             prefix + "answerable_prior", "give answerable_prior or null_threshold (a raw threshold), not both"
         )
     return ReadOptions(body.top_k, body.max_answer_len, body.null_threshold, body.answerable_prior)
+
+
+def _check_texts(texts: list[str | None], settings: ServiceSettings, field: str) -> None:
+    """The number of texts in one request (a context counts one), before any is read."""
+    if len(texts) > settings.max_texts:
+        raise FieldError(
+            field,
+            f"{len(texts)} texts in one request; this server reads at most {settings.max_texts} (max_texts)",
+        )
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from assets installed with the fastapi-offline package: no CDN."""
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=str(app.openapi_url),
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=str(app.openapi_url),
+            title=f"{app.title} API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _check_question(question: str, settings: ServiceSettings, field: str) -> None:
@@ -255,71 +315,20 @@ def _model_info(reader: Reader, settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-class _Unavailable(Exception):
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
+class _BoundedReader:
+    """What /v1/ask's index.answer reads with: the reader, refusing more than max_windows windows before any
+    forward pass (on the worker thread, like every use of the model)."""
 
+    def __init__(self, reader: Reader, max_windows: int):
+        self.reader = reader
+        self.max_windows = max_windows
 
-class _TimedOut(Exception):
-    def __init__(self, seconds: float):
-        super().__init__(f"no answer within this server's {seconds:g} s per-request limit")
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [_problem(e) for e in exc.errors()]
-        first = problems[0] if problems else {"field": None, "message": "invalid request"}
-        body = error_body("invalid_request", first["message"], request.scope, field=first["field"])
-        return JSONResponse({**body, "errors": problems}, status_code=422)
-
-    @app.exception_handler(FieldError)
-    async def unanswerable(request: Request, exc: FieldError) -> JSONResponse:
-        body = error_body("invalid_request", exc.message, request.scope, field=exc.field)
-        return JSONResponse({**body, "errors": [{"field": exc.field, "message": exc.message}]}, 422)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-            exc.status_code, "http"
+    def answer(self, question: str, context: str | None = None, *, contexts: Any = None, **options: Any):
+        reading = self.reader.reading(
+            [(question, context if contexts is None else list(contexts))], **options
         )
-        body = error_body(kind, str(exc.detail), request.scope)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(_Unavailable)
-    async def overloaded(request: Request, exc: _Unavailable) -> JSONResponse:
-        body = error_body("overloaded", f"server busy ({exc}); retry shortly", request.scope)
-        return JSONResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(_TimedOut)
-    async def timed_out(request: Request, exc: _TimedOut) -> JSONResponse:
-        return JSONResponse(error_body("timeout", str(exc), request.scope), status_code=504)
-
-    @app.exception_handler(Exception)
-    async def bug(request: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error on %s", request.url.path, exc_info=exc)
-        body = error_body(
-            "internal", f"internal error ({type(exc).__name__}); see the server log", request.scope
-        )
-        return JSONResponse(body, status_code=500)
-
-
-def _problem(error: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic error as {field, message}: loc ("body", "items", 2, "question") -> items[2].question."""
-    loc = [p for p in error.get("loc", ()) if p != "body"]
-    if error.get("type") == "json_invalid":
-        detail = (error.get("ctx") or {}).get("error", "")
-        return {
-            "field": None,
-            "message": f"the body is not valid JSON: {detail} at character {loc[0] if loc else 0}",
-        }
-    field = ""
-    for part in loc:
-        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-    message = error.get("msg", "invalid value")
-    if error.get("type") == "missing":
-        message = "field required"
-    elif error.get("type") == "extra_forbidden":
-        message = "unknown field"
-    return {"field": field or None, "message": f"{field or 'body'}: {message}"}
+        if len(reading.windows) > self.max_windows:
+            raise TooMuchWork(too_much_work(len(reading.windows), self.max_windows))
+        while reading.step():
+            pass
+        return reading.predictions()[0]

@@ -1,9 +1,17 @@
-"""Micro-batching: concurrent requests share model calls, and one worker thread owns the model.
+"""Micro-batching with fair sharing: concurrent requests share model calls, one worker thread owns the model,
+and no request can hold the model for long.
 
-Requests queue up while the model is busy; the worker takes everything waiting (up to `max_batch`
-questions), waits at most `max_wait_ms` for stragglers when the batch is not full, and answers the lot with
-one `Reader.answer_batch` call per set of reading options. The queue is bounded: when it is full, callers
-get `Overloaded` at once (the service answers 503) instead of waiting behind an ever longer line.
+Each request's questions become a `Reading` (reader.py): windowed at once, then read one forward pass at
+a time. Small requests (one question about one short text) that wait together share one Reading, so
+concurrent questions still share forward passes; any other request reads alone. Between forward passes
+the worker picks the active Reading that has had the fewest tokens of model time per request it serves
+(weighted fair queuing: a Reading starts at the current minimum), so a small question arriving behind a
+heavy request waits for one of the heavy request's forward passes, not for all of them.
+
+The work of one request is bounded (`max_windows`: more windows than that is refused before any forward
+pass), a request whose caller gave up (timeout, disconnect) is dropped before its next forward pass, and
+`shutdown()` fails everything in flight at once. Questions admitted (queued or being read) are bounded by
+`max_queue`: beyond that callers get `Overloaded` at once (the service answers 503).
 """
 
 from __future__ import annotations
@@ -14,13 +22,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+import numpy as np
 
 from spanqa.errors import InputError
 from spanqa.prediction import Prediction
 from spanqa.reading.bucketing import BATCH_SIZE
 from spanqa.reading.reader import Item, Reader
+from spanqa.reading.steps import Reading
+from spanqa.service.work import Budget, ReadOptions, Task, WorkRequest, priority, settle
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +40,19 @@ class Overloaded(Exception):
     """The queue is full (or the batcher is stopping): try again later."""
 
 
-class ReadOptions(NamedTuple):
-    """Per-request reading options; requests with equal options share one answer_batch call."""
-
-    top_k: int = 1
-    max_answer_len: int = 30
-    null_threshold: float | None = None
-    answerable_prior: float | None = None
+class TooMuchWork(Exception):
+    """The request needs more model windows than the server reads for one request."""
 
 
-@dataclass(eq=False)
-class _Job:
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-    item: Item | None = None  # a question to batch with others ...
-    options: ReadOptions = field(default_factory=ReadOptions)
-    call: Callable[[Reader], Any] | None = None  # ... or work run alone on the worker thread
-    abandoned: bool = False  # the caller stopped waiting (timeout): skip it if not started
+def too_much_work(windows: int, limit: int) -> str:
+    return (
+        f"reading it takes {windows} model windows; this server reads at most {limit} "
+        "for one request (max_windows): send fewer or shorter texts"
+    )
 
 
 class MicroBatcher:
-    """Answers questions from many coroutines with shared model calls on one worker thread."""
+    """Answers questions from many coroutines with shared, interleaved model calls on one worker thread."""
 
     def __init__(
         self,
@@ -59,20 +62,28 @@ class MicroBatcher:
         max_wait_ms: float = 5.0,
         max_queue: int = 256,
         batch_size: int = BATCH_SIZE,
+        max_windows: int = 256,
+        on_reading: Callable[[Reading, list[Prediction]], None] | None = None,
     ):
-        if max_batch < 1 or max_queue < 1 or batch_size < 1 or max_wait_ms < 0:
-            raise InputError("max_batch, max_queue and batch_size must be >= 1 and max_wait_ms >= 0")
+        if min(max_batch, max_queue, batch_size, max_windows) < 1 or max_wait_ms < 0:
+            raise InputError("max_batch, max_queue, batch_size, max_windows must be >= 1, max_wait_ms >= 0")
         self.reader = reader
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.batch_size = batch_size
-        self._queue: deque[_Job] = deque()
+        self.max_windows = max_windows
+        self.on_reading = on_reading  # called with every finished Reading (metrics)
+        self._queue: deque[WorkRequest] = deque()
+        self._tasks: list[Task] = []  # Readings under way, touched by the worker thread only
+        self._admitted = 0  # questions queued or being read, not yet answered or dropped
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
-        self.batches = 0  # model calls made, and questions answered in them: what the batching achieved
+        self.batches = 0  # Readings made, and questions read in them: what the batching achieved
         self.questions = 0
+        self.steps = 0  # forward passes run
+        self.dropped = 0  # requests dropped unread or part-read because their caller gave up
 
     # ---- the event loop's side ---------------------------------------------------------------------------
 
@@ -81,15 +92,20 @@ class MicroBatcher:
             self._thread = threading.Thread(target=self._work, name="spanqa-model", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Let the worker finish the batch in hand; whatever is still queued is failed as Overloaded."""
+    def shutdown(self) -> None:
+        """Stop taking work and fail everything in flight as Overloaded, at once; the worker stops after the
+        forward pass in hand. Safe to call from any thread, or twice."""
         with self._cond:
             self._closed = True
-            left = list(self._queue)
+            left = list(self._queue) + [r for t in list(self._tasks) for r in t.requests]
             self._queue.clear()
             self._cond.notify_all()
-        for job in left:
-            _settle(job, Overloaded("the server is shutting down"))
+        for request in left:  # (the worker may settle one too: the first answer wins)
+            settle(request, Overloaded("the server is shutting down"))
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """shutdown(), then wait up to `timeout` s for the forward pass in hand (the thread is a daemon)."""
+        self.shutdown()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -99,149 +115,223 @@ class MicroBatcher:
 
     @property
     def depth(self) -> int:
-        """Jobs waiting for the worker (not counting the batch it is running)."""
-        return len(self._queue)
+        """Questions admitted and not yet answered: queued, or in a Reading under way."""
+        return self._admitted
 
     async def answer(
         self, requests: Sequence[tuple[Item, ReadOptions]], timeout: float | None = None
-    ) -> list[Prediction | BaseException]:
-        """One result per request, in order: a Prediction, or the InputError that request raised.
+    ) -> tuple[list[Prediction | BaseException], int]:
+        """One result per question, in order (a Prediction, or the InputError that question raised), and
+        the model windows they took together.
 
-        Raises Overloaded when the queue has no room for all of them, TimeoutError after `timeout` seconds.
+        Raises Overloaded when there is no room for them, TooMuchWork when they need more than
+        max_windows windows, TimeoutError after `timeout` seconds (their remaining work is dropped).
         """
         loop = asyncio.get_running_loop()
-        jobs = [_Job(loop.create_future(), loop, item=item, options=opts) for item, opts in requests]
-        return await self._wait(jobs, timeout)
+        groups: dict[ReadOptions, list[int]] = {}  # one Reading reads with one set of options
+        for i, (_, options) in enumerate(requests):
+            groups.setdefault(options, []).append(i)
+        budget = Budget(self.max_windows)
+        parts = [
+            WorkRequest(loop.create_future(), loop, [requests[i][0] for i in idx], options, budget=budget)
+            for options, idx in groups.items()
+        ]
+        outcomes = await self._wait(parts, timeout)
+        results: list[Any] = [None] * len(requests)
+        for idx, outcome in zip(groups.values(), outcomes):
+            for i, result in zip(idx, outcome):
+                results[i] = result
+        return results, sum(p.windows for p in parts)
 
     async def call(self, fn: Callable[[Reader], Any], timeout: float | None = None) -> Any:
-        """Run `fn(reader)` on the worker thread, between batches (the model is never used by two threads)."""
+        """Run `fn(reader)` on the worker thread, between forward passes (the model is never used by two
+        threads). It runs whole: keep its work bounded."""
         loop = asyncio.get_running_loop()
-        (result,) = await self._wait([_Job(loop.create_future(), loop, call=fn)], timeout)
+        (result,) = await self._wait([WorkRequest(loop.create_future(), loop, call=fn)], timeout)
         if isinstance(result, BaseException):
             raise result
         return result
 
-    async def _wait(self, jobs: list[_Job], timeout: float | None) -> list[Any]:
+    async def _wait(self, requests: list[WorkRequest], timeout: float | None) -> list[Any]:
+        size = sum(r.size for r in requests)
         with self._cond:
             if self._closed:
                 raise Overloaded("the server is shutting down")
-            if len(self._queue) + len(jobs) > self.max_queue:
-                raise Overloaded(f"{len(self._queue)} questions are waiting already")
-            self._queue.extend(jobs)
+            if self._admitted + size > self.max_queue:
+                raise Overloaded(f"{self._admitted} questions are waiting already")
+            self._admitted += size
+            self._queue.extend(requests)
             self._cond.notify()
         try:
-            return await asyncio.wait_for(
-                asyncio.gather(*(j.future for j in jobs), return_exceptions=True), timeout
-            )
-        except (TimeoutError, asyncio.CancelledError):
-            for job in jobs:  # a client that gave up must not cost model time
-                job.abandoned = True
+            return await asyncio.wait_for(asyncio.gather(*(r.future for r in requests)), timeout)
+        except BaseException:  # timeout, disconnect, or a part failed: what is left must cost no model time
+            with self._cond:
+                for request in requests:
+                    request.abandoned = True
+                self._cond.notify()
             raise
 
     # ---- the worker thread's side ------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            jobs = self._take()
-            if jobs is None:
+            new = self._take()
+            if new is None:
+                self._fail_tasks(Overloaded("the server is shutting down"))
                 return
-            if not jobs:  # every job taken had been abandoned while it waited
-                continue
             try:
-                if jobs[0].call is not None:
-                    self._run_call(jobs[0])
-                else:
-                    self._run_batch(jobs)
-            except BaseException as e:  # a bug, not the caller's: fail these jobs and keep serving
-                log.exception("model worker failed on a batch of %d", len(jobs))
-                for job in jobs:
-                    _settle(job, e)
+                self._tasks += self._make_tasks(new)
+                self._drop_abandoned()
+                if self._tasks:
+                    self._step(min(self._tasks, key=priority))
+            except BaseException as e:  # a bug, not the caller's: fail the work in hand, keep serving
+                log.exception("model worker failed")
+                self._fail_tasks(e)
+                for request in new:
+                    self._finish(request, e)
 
-    def _take(self) -> list[_Job] | None:
-        """The next batch: a call job alone, or up to max_batch questions (waiting briefly to fill it).
+    def _take(self) -> list[WorkRequest] | None:
+        """Requests that arrived since the last step; blocks only while there is nothing to do.
 
+        When idle and only small questions wait, waits up to max_wait for more to share their Reading.
         None when the batcher is stopping.
         """
         with self._cond:
-            while True:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
+            while not self._queue and not self._tasks and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            if not self._tasks and self._queue and all(r.shareable for r in self._queue):
+                deadline = time.monotonic() + self.max_wait
+                while len(self._queue) < self.max_batch and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 if self._closed:
                     return None
-                self._drop_abandoned()
-                if self._queue:
-                    break
-            if self._queue[0].call is not None:
-                return [self._queue.popleft()]
-            deadline = time.monotonic() + self.max_wait
-            while self._batchable() < self.max_batch and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            batch = []
-            while self._queue and len(batch) < self.max_batch and self._queue[0].call is None:
-                job = self._queue.popleft()
-                if not job.abandoned:
-                    batch.append(job)
-            return batch
+            new = list(self._queue)
+            self._queue.clear()
+        for request in new:
+            if request.abandoned:
+                self._release(request, dropped=True)
+        return [r for r in new if not r.abandoned]
 
-    def _batchable(self) -> int:
-        n = 0
-        for job in self._queue:
-            if job.call is not None:
-                break
-            n += 1
-        return n
+    def _make_tasks(self, requests: list[WorkRequest]) -> list[Task]:
+        tasks: list[Task] = []
+        shared: dict[ReadOptions, list[WorkRequest]] = {}
+        for request in requests:
+            if request.call is not None:
+                tasks.append(Task([request]))
+            elif request.shareable:
+                group = shared.setdefault(request.options, [])
+                group.append(request)
+                if len(group) == self.max_batch:
+                    tasks += self._start_reading(shared.pop(request.options))
+            else:
+                tasks += self._start_reading([request])
+        for group in shared.values():
+            tasks += self._start_reading(group)
+        clock = min((t.served for t in self._tasks), default=0.0)
+        for task in tasks:
+            task.served = clock  # newcomers start level with the least served, never with a backlog
+        return tasks
+
+    def _start_reading(self, requests: list[WorkRequest]) -> list[Task]:
+        """A Reading of these requests' questions, or none when they fail (each fails alone)."""
+        items = [item for r in requests for item in r.items]
+        try:
+            reading = self.reader.reading(items, batch_size=self.batch_size, **requests[0].options._asdict())
+        except InputError as e:
+            if len(requests) > 1:  # one bad question must not fail the others it would share a Reading with
+                return [t for r in requests for t in self._start_reading([r])]
+            if len(items) > 1:  # which question it was: the service names the field by item
+                return self._fail_items(requests[0])
+            self._finish(requests[0], [e])
+            return []
+        per_item = np.bincount(
+            [reading.reads[r][0] for r in reading.windows.item], minlength=len(items)
+        ).tolist()
+        start, keep = 0, []
+        for request in requests:
+            request.windows = sum(per_item[start : start + len(request.items)])
+            start += len(request.items)
+            budget = request.budget or Budget(self.max_windows)
+            if request.windows > budget.left:
+                windows = self.max_windows - budget.left + request.windows
+                budget.exceeded = True
+                self._finish(request, TooMuchWork(too_much_work(windows, self.max_windows)))
+            else:
+                budget.left -= request.windows
+                keep.append(request)
+        if len(keep) < len(requests):  # (rare: shared requests are small) read the others without it
+            for request in keep:
+                if request.budget is not None:
+                    request.budget.left += request.windows
+            return self._start_reading(keep) if keep else []
+        self.batches += 1
+        self.questions += len(items)
+        return [Task(requests, reading)]
+
+    def _fail_items(self, request: WorkRequest) -> list[Task]:
+        """Find the questions of a request that the reader refuses: the first one found fails it all."""
+        for item in request.items:
+            try:
+                self.reader.reading([item], batch_size=self.batch_size, **request.options._asdict())
+            except InputError as e:
+                self._finish(request, [e if x is item else None for x in request.items])
+                return []
+        raise RuntimeError("a request failed as a whole but none of its questions fails alone")
+
+    def _step(self, task: Task) -> None:
+        if task.reading is None:  # a call: runs whole
+            (request,) = task.requests
+            self._tasks.remove(task)
+            try:
+                result: Any = request.call(self.reader)  # type: ignore[misc]
+            except (InputError, TooMuchWork) as e:  # the caller's, not a bug
+                result = e
+            self._finish(request, result)
+            return
+        task.served += task.reading.next_cost() / len(task.requests)
+        task.reading.step()
+        self.steps += 1
+        if task.reading.next_cost() == 0:
+            self._tasks.remove(task)
+            self._deliver(task)
+
+    def _deliver(self, task: Task) -> None:
+        reading = task.reading
+        assert reading is not None
+        predictions = reading.predictions()
+        if self.on_reading is not None:
+            self.on_reading(reading, predictions)
+        start = 0
+        for request in task.requests:
+            n = len(request.items)
+            self._finish(request, predictions[start : start + n])
+            start += n
 
     def _drop_abandoned(self) -> None:
-        while self._queue and self._queue[0].abandoned:
-            self._queue.popleft()
+        for task in [t for t in self._tasks if t.abandoned]:
+            self._tasks.remove(task)
+            for request in task.requests:
+                self._release(request, dropped=True)
 
-    def _run_call(self, job: _Job) -> None:
-        try:
-            result: Any = job.call(self.reader)  # type: ignore[misc]
-        except InputError as e:
-            result = e
-        _settle(job, result)
+    def _fail_tasks(self, error: BaseException) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            for request in task.requests:
+                self._finish(request, error)
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
-        groups: dict[ReadOptions, list[_Job]] = {}
-        for job in jobs:
-            groups.setdefault(job.options, []).append(job)
-        for options, group in groups.items():
-            self._read(group, options)
+    def _finish(self, request: WorkRequest, result: Any) -> None:
+        self._release(request)
+        settle(request, result)
 
-    def _read(self, group: list[_Job], options: ReadOptions) -> None:
-        try:
-            preds: list[Any] = self.reader.answer_batch(
-                [j.item for j in group], batch_size=self.batch_size, **options._asdict()
-            )
-        except InputError as e:
-            if len(group) == 1:
-                _settle(group[0], e)
-                return
-            for job in group:  # one bad question must not fail the others batched with it
-                self._read([job], options)
+    def _release(self, request: WorkRequest, dropped: bool = False) -> None:
+        if request.done:
             return
-        self.batches += 1
-        self.questions += len(group)
-        for job, pred in zip(group, preds):
-            _settle(job, pred)
-
-
-def _settle(job: _Job, result: Any) -> None:
-    """Hand a result to the job's event loop (futures are not thread-safe)."""
-
-    def deliver() -> None:
-        if job.future.done():
-            return
-        if isinstance(result, BaseException):
-            job.future.set_exception(result)
-        else:
-            job.future.set_result(result)
-
-    try:
-        job.loop.call_soon_threadsafe(deliver)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
+        request.done = True
+        with self._cond:
+            self._admitted -= request.size
+            self.dropped += dropped

@@ -102,6 +102,12 @@ def add_document_routes(app: FastAPI, settings: ServiceSettings, read: Read, ind
             float | None,
             Form(allow_inf_nan=False, description="'no answer' below this (default: the model's)"),
         ] = None,
+        answerable_prior: Annotated[
+            float | None,
+            Form(
+                gt=0, lt=1, description="how likely a question is answered by the file (default: the model's)"
+            ),
+        ] = None,
         return_text: Annotated[
             bool, Form(description="include the extracted text the offsets index")
         ] = False,
@@ -115,8 +121,10 @@ def add_document_routes(app: FastAPI, settings: ServiceSettings, read: Read, ind
                 "question",
                 f"the question has {len(question)} characters; at most {settings.max_question_chars}",
             )
+        if null_threshold is not None and answerable_prior is not None:
+            raise UploadError("answerable_prior", "give answerable_prior or null_threshold, not both")
         result = await extracted(file)
-        options = ReadOptions(top_k, max_answer_len, null_threshold)
+        options = ReadOptions(top_k, max_answer_len, null_threshold, answerable_prior)
         (pred,) = await read([((question, result.text), options)], [""])
         body = pred.to_dict()
         for answer in body["answers"]:

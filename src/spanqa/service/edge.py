@@ -22,6 +22,10 @@ from starlette.responses import JSONResponse
 access_log = logging.getLogger("spanqa.access")
 
 REQUEST_ID_KEY = "spanqa.request_id"
+BODY_KEY = "spanqa.body"  # the body's chunks as received, to name the field when it cannot be parsed
+# Deeper than any request body the API takes ({"items": [{"contexts": [...]}]} is 3): where a body too deep
+# to parse is reported.
+_MAX_FIELD_DEPTH = 16
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 Scope = dict[str, Any]
@@ -40,12 +44,19 @@ def error_body(error: str, message: str, scope: Scope, **extra: Any) -> dict[str
 
 
 class EdgeMiddleware:
-    """`uploads`: paths that take a file as multipart/form-data instead of JSON, and their body limit."""
-
-    def __init__(self, app: Any, max_body_bytes: int, uploads: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_body_bytes: int,
+        uploads: dict[str, int] | None = None,
+        observe: Callable[[str, str, int, float], None] | None = None,
+    ) -> None:
+        """`uploads`: paths that take a file as multipart/form-data instead of JSON, and their body limit.
+        `observe(method, route path, status, start perf_counter)` is called once per request (metrics)."""
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.uploads = uploads or {}
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,6 +70,8 @@ class EdgeMiddleware:
         status = 500  # what is logged when the app raises before answering
         received = 0
         limit = self.uploads.get(scope.get("path", ""), self.max_body_bytes)
+        chunks: list[bytes] = []
+        scope[BODY_KEY] = chunks
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -71,7 +84,8 @@ class EdgeMiddleware:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunks.append(message.get("body", b""))
+                received += len(chunks[-1])
                 if received > limit:
                     raise HTTPException(413, self._too_large(scope))
             return message
@@ -83,6 +97,9 @@ class EdgeMiddleware:
             else:
                 await self.app(scope, receive_limited, send_with_id)
         finally:
+            if self.observe is not None:
+                route = scope.get("route")
+                self.observe(scope.get("method", ""), getattr(route, "path", "other"), status, began)
             if access_log.isEnabledFor(logging.INFO):  # no JSON built per request when nobody reads it
                 access_log.info(
                     json.dumps(
@@ -122,3 +139,67 @@ class EdgeMiddleware:
         if scope.get("path") in self.uploads:  # a person chose a file: say it in the unit files are shown in
             return f"the file is larger than this server's limit of {self.uploads[scope['path']] / 1e6:g} MB"
         return f"the request body is larger than this server's limit of {self.max_body_bytes} bytes"
+
+
+def unparsable_body(scope: Scope, cause: BaseException | None) -> tuple[str | None, str]:
+    """(field, message) for a body that json.loads refused with `cause` other than a syntax error: bytes
+    that are not UTF-8, or nesting too deep for the parser. The field is found in the raw body."""
+    body = b"".join(scope.get(BODY_KEY, ()))
+    text = body.decode("utf-8", "surrogateescape")
+    if isinstance(cause, UnicodeDecodeError):
+        bad = next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), None)
+        field = field_at(text, position=bad) if bad is not None else None
+        where = f" (byte 0x{ord(text[bad]) - 0xDC00:02x} at character {bad})" if bad is not None else ""
+        return field, f"{field or 'the body'} is not UTF-8 text{where}: send JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        field = field_at(text, max_depth=_MAX_FIELD_DEPTH)
+        return field, f"{field or 'the body'} nests arrays or objects too deeply to be a request"
+    return None, "the body could not be parsed as JSON"
+
+
+def field_at(text: str, position: int | None = None, max_depth: int | None = None) -> str | None:
+    """The request field (e.g. items[2].context) holding character `position` of a JSON text, or the field
+    in which containers first nest deeper than `max_depth`. A scan, not a parse: it works on broken JSON."""
+    stack: list[list[Any]] = []  # per open container: its kind, and the key or index being read
+    expecting_key = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            is_key = bool(stack) and stack[-1][0] == "{" and expecting_key
+            if is_key:
+                stack[-1][1] = text[i + 1 : j]
+                expecting_key = False
+            if position is not None and i <= position <= j:
+                return _field(stack)
+            i = j + 1
+            continue
+        if c in "{[":
+            if max_depth is not None and len(stack) >= max_depth:
+                return _field(stack, trim_indexes=True)
+            stack.append([c, None if c == "{" else 0])
+            expecting_key = c == "{"
+        elif c in "}]" and stack:
+            stack.pop()
+            expecting_key = False
+        elif c == "," and stack:
+            if stack[-1][0] == "[":
+                stack[-1][1] += 1
+            else:
+                expecting_key = True
+        i += 1
+    return None
+
+
+def _field(stack: list[list[Any]], trim_indexes: bool = False) -> str | None:
+    parts = [part for _, part in stack if part is not None]
+    if trim_indexes:  # [[[[...]]]] under "question" is the question's fault, not question[0][0][0]'s
+        while parts and isinstance(parts[-1], int):
+            parts.pop()
+    field = ""
+    for part in parts:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    return field or None
