@@ -77,10 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.tune:
         _check_tune_target(args)
     if args.plots:
-        from spanqa.evaluation.tuning import plots_available
+        from spanqa.cli.common import require
 
-        if not plots_available():
-            raise InputError("--plots needs matplotlib: pip install 'spanqa[train]' (or matplotlib)")
+        require("matplotlib", "--plots")  # before the model loads and before anything is written
     examples = load_squad(args.data)[: args.limit]
     check_examples(examples, args.data)  # before the model loads: a broken file fails at once
     misplaced = misplaced_answers(examples)

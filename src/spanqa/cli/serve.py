@@ -51,8 +51,11 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from spanqa.cli.common import require
     from spanqa.service.app import create_app
     from spanqa.service.settings import ServiceSettings
+
+    require("uvicorn", "spanqa serve")  # before the model loads: a missing server is one line, at once
 
     settings = ServiceSettings(
         max_body_bytes=_positive(args.max_body_bytes, "--max-body-bytes"),
