@@ -82,13 +82,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         require("matplotlib", "--plots")  # before the model loads and before anything is written
     examples = load_squad(args.data)[: args.limit]
     check_examples(examples, args.data)  # before the model loads: a broken file fails at once
-    misplaced = misplaced_answers(examples)
-    if misplaced:
-        print(
-            f"spanqa: warning: {args.data}: {len(misplaced)} gold answer(s) not at their answer_start "
-            f"(first: {misplaced[0]}); the metrics compare answer texts and are not affected",
-            file=sys.stderr,
-        )
     if args.tune_spans_on and not args.tune:
         raise InputError("--tune-spans-on is for --tune")
     span_files = {}
@@ -99,6 +92,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         for file in args.tune_spans_on:
             check_tuning_file(file, args.force)
             span_files[file] = load_squad(file)  # bad files fail now, not after the model has read --data
+    misplaced = misplaced_answers(examples)  # said once the options are known to be good
+    if misplaced:
+        print(
+            f"spanqa: warning: {args.data}: {len(misplaced)} gold answer(s) not at their answer_start "
+            f"(first: {misplaced[0]}); the metrics compare answer texts and are not affected",
+            file=sys.stderr,
+        )
     reader = load_reader(args)
     reading = reading_options(args)
     journal = run_journal("evaluate", reader, args.data, reading)

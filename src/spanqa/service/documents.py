@@ -33,7 +33,7 @@ UPLOAD_PATHS = ("/v1/documents/extract", "/v1/answer/file")
 _EXTRACTING_AT_ONCE = 2
 _FILE = "a PDF, HTML, DOCX or UTF-8 text file"
 
-Read = Callable[[list[tuple[Any, ReadOptions]], list[str]], Awaitable[list[Any]]]
+Read = Callable[[list[tuple[Any, ReadOptions]], list[str], str], Awaitable[list[Any]]]
 
 
 class UploadError(Exception):
@@ -125,7 +125,7 @@ def add_document_routes(app: FastAPI, settings: ServiceSettings, read: Read, ind
             raise UploadError("answerable_prior", "give answerable_prior or null_threshold, not both")
         result = await extracted(file)
         options = ReadOptions(top_k, max_answer_len, null_threshold, answerable_prior)
-        (pred,) = await read([((question, result.text), options)], [""])
+        (pred,) = await read([((question, result.text), options)], [""], "file")
         body = pred.to_dict()
         for answer in body["answers"]:
             page = page_of(result.pages, answer["start"])
