@@ -75,6 +75,8 @@ def record_schema() -> Any:
             ("id", pa.string()),
             ("answers", pa.list_(answer)),
             ("no_answer", pa.bool_()),
+            ("answerable", pa.float64()),  # the probability that the text answers the question
+            ("answerable_prior", pa.float64()),  # the prior it was computed for
             ("null_score_diff", pa.float64()),  # null when no span was found (-inf locally)
             ("error", pa.string()),  # null for an answered row
         ]
@@ -171,7 +173,15 @@ def _row_id(row: dict[str, Any]) -> str | None:
 def error_record(qid: str | None, message: str) -> dict[str, Any]:
     what = f"id {qid}" if qid is not None else "a row without an id"
     log.debug("%s: %s", what, message)  # the record carries it; a log line per row would flood the driver
-    return {"id": qid, "answers": [], "no_answer": None, "null_score_diff": None, "error": message}
+    return {
+        "id": qid,
+        "answers": [],
+        "no_answer": None,
+        "answerable": None,
+        "answerable_prior": None,
+        "null_score_diff": None,
+        "error": message,
+    }
 
 
 def is_blank_line(row: dict[str, Any]) -> bool:
@@ -193,5 +203,7 @@ def local_record(record: dict[str, Any]) -> dict[str, Any]:
         "id": record["id"],
         "answers": answers,
         "no_answer": record["no_answer"],
+        "answerable": record["answerable"],
+        "answerable_prior": record["answerable_prior"],
         "null_score_diff": record["null_score_diff"],
     }
