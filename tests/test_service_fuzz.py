@@ -29,6 +29,9 @@ CHECKS = [
     negative_data_rejection,
 ]
 CASES_PER_OPERATION = 40
+# Multipart uploads: schemathesis makes "invalid" files by putting a number where a file goes, but a file of
+# digits is a file (a text file): those operations keep every other check.
+FILE_ENDPOINTS = {"/v1/answer/file", "/v1/documents/extract"}
 
 
 def errors_name_the_field(ctx, response, case) -> bool | None:
@@ -44,12 +47,14 @@ def errors_name_the_field(ctx, response, case) -> bool | None:
     return True
 
 
-@pytest.fixture(scope="module")
-def app(tiny_bert_dir, tmp_path_factory):
-    """The default limits, a timeout no slow CI machine reaches, and a small index for /v1/ask."""
+@pytest.fixture
+def app(tiny_bert_dir, tmp_path):
+    """The default limits, a timeout no slow CI machine reaches, and a small index for /v1/ask.
+
+    One app per run: its lifespan's end shuts the model thread down for good, as a server's does."""
     from spanqa.retrieval.index import DocumentIndex
 
-    with DocumentIndex(tmp_path_factory.mktemp("fuzz") / "docs.db") as index:
+    with DocumentIndex(tmp_path / "docs.db") as index:
         index.add_texts([("lighthouse", "The lighthouse was first lit in 1849."), ("lamp", "It burned oil.")])
         yield create_app(Reader.load(tiny_bert_dir), ServiceSettings(timeout_s=120.0), index=index)
 
@@ -72,7 +77,10 @@ def test_the_api_holds_under_fuzzing(app, mode):
         database=None,
     )
     def fuzz(case) -> None:
-        response = case.call_and_validate(checks=[*CHECKS, errors_name_the_field])
+        checks = [*CHECKS, errors_name_the_field]
+        if case.operation.path in FILE_ENDPOINTS:  # any bytes are a file: "violating" file data is valid too
+            checks.remove(negative_data_rejection)
+        response = case.call_and_validate(checks=checks)
         calls[response.status_code] = calls.get(response.status_code, 0) + 1
 
     with TestClient(app, raise_server_exceptions=False):  # the lifespan starts the model thread

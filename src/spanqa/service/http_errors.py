@@ -55,6 +55,10 @@ def add_error_handlers(app: FastAPI) -> None:
             field, message = unparsable_body(request.scope, exc.__cause__)
             body = error_body("invalid_request", message, request.scope, field=field)
             return JSONResponse({**body, "errors": [{"field": field, "message": message}]}, 422)
+        if exc.status_code == 400 and "multipart" in str(exc.detail).lower():  # Starlette's form parser
+            message = f"the upload is not valid multipart/form-data ({exc.detail})"
+            body = error_body("invalid_request", message, request.scope, field="file")
+            return JSONResponse({**body, "errors": [{"field": "file", "message": message}]}, 422)
         kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status_code, "http"
         )
