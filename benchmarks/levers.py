@@ -39,7 +39,9 @@ from spanqa.reading.windows import pad_batch
 TUNE = Path("/root/.cache/spanqa-work/data/dev-rest-tune.json")
 
 
-def build_variants(model_dir: Path, names: list[str], calibration_file: Path, calibration_n: int) -> dict[str, Path]:
+def build_variants(
+    model_dir: Path, names: list[str], calibration_file: Path, calibration_n: int
+) -> dict[str, Path]:
     from spanqa.backends import quantize
     from spanqa.backends.export import verify_inputs
 
@@ -63,8 +65,14 @@ def build_variants(model_dir: Path, names: list[str], calibration_file: Path, ca
 def build_static(model_dir: Path, fp32: Path, out: Path, calibration_file: Path, n: int) -> None:
     """Smoothing as the shipped recipe, then static QDQ int8 MatMuls, then dynamic int8 Attention."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     from spanqa.backends.export import verify_inputs
     from spanqa.backends.quantize import QUANT_PER_CHANNEL, SMOOTH_ALPHA, ffn_output_matmuls
@@ -131,6 +139,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", default="fp32,int8,int8-ffn,int8-static")
     parser.add_argument("--modes", default="8x1,8x2", help="BxL: batch size x lanes")
+    parser.add_argument(
+        "--single-variants",
+        default="int8@1thread,int8@nospin",
+        help="VARIANT@1thread (one intra-op thread) or VARIANT@nospin: extra single-question rows",
+    )
     parser.add_argument("--calibration", type=Path, default=TUNE)
     parser.add_argument("--calibration-n", type=int, default=100)
     args = parser.parse_args()
@@ -145,9 +158,25 @@ def main() -> None:
         reader.backend = OnnxBackend(file, name, threads=cpu_cores())
         readers[name] = reader
         reader.answer_batch(items[:20])  # warm-up: first-run allocations
-    configs = [(v, b, lanes) for v in variants for b, lanes in modes] + [(v, 1, 0) for v in variants]
+    for name in args.single_variants.split(","):  # single questions with other thread settings
+        base, _, how = name.partition("@")
+        if base not in variants:
+            continue
+        reader = Reader.load(model_dir, backend="onnx")
+        reader.backend = OnnxBackend(variants[base], name, threads=1 if how == "1thread" else cpu_cores())
+        if how == "nospin":  # intra-op threads sleep instead of spinning between operators
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = cpu_cores()
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            reader.backend.session = ort.InferenceSession(str(variants[base]), opts)
+        readers[name] = reader
+        reader.answer(*items[0])
+    configs = [(v, b, lanes) for v in variants for b, lanes in modes] + [(v, 1, 0) for v in readers]
     qps: dict[tuple, list[float]] = {c: [] for c in configs}
-    p50: dict[str, list[float]] = {v: [] for v in variants}
+    p50: dict[str, list[float]] = {v: [] for v in readers}
     got: dict[str, list[str]] = {}
     load_before = os.getloadavg()[0]
     for r in range(args.rounds):
@@ -174,16 +203,19 @@ def main() -> None:
     golds = {e.id: [a.text for a in e.answers] for e in examples}
     ids = [e.id for e in examples]
     print(f"# ONNX levers: {model_dir.name}, {len(items)} questions of {args.data.name}\n")
-    print(f"- CPU: {cpu_model()}, {cpu_cores()} cores; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
-    print(f"- medians of {args.rounds} interleaved rounds; command: python benchmarks/levers.py {' '.join(sys.argv[1:])}\n")
+    load_after = os.getloadavg()[0]
+    print(f"- CPU: {cpu_model()}, {cpu_cores()} cores; load average {load_before:.1f} -> {load_after:.1f}")
+    print(f"- medians of {args.rounds} interleaved rounds")
+    print(f"- command: python benchmarks/levers.py {' '.join(sys.argv[1:])}\n")
     print("| variant | mode | queries/s (median) | each round | p50 ms (single) | F1 | same answer as fp32 |")
     print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
     for config in configs:
         name, batch, lanes = config
-        exact, f1 = get_raw_scores(golds, dict(zip(ids, got[name])))
+        answered = got[name.partition("@")[0]]
+        _, f1 = get_raw_scores(golds, dict(zip(ids, answered)))
         same = "-"
         if "fp32" in got:
-            same = f"{100 * np.mean([a == b for a, b in zip(got[name], got['fp32'])]):.1f}%"
+            same = f"{100 * np.mean([a == b for a, b in zip(answered, got['fp32'])]):.1f}%"
         mode = "single" if lanes == 0 else f"batch {batch}, {lanes} lane{'s' if lanes > 1 else ''}"
         single = f"{statistics.median(p50[name]):.1f}" if lanes == 0 else "-"
         print(

@@ -1,15 +1,16 @@
 """spanqa against the field's own readers: same model, same questions, same run, one table.
 
     python benchmarks/peers.py [--venv DIR] [--model DIR] [--data FILE] [--limit 600] [--rounds 3]
-                               [--spanqa onnx-int8-single,onnx-int8-batched] [--bert-base [--bert-base-limit 200]]
+        [--spanqa onnx-int8-single,onnx-int8-batched] [--bert-base [--bert-base-limit 200]]
 
 Peers, each one question at a time the way their users call them:
-- hf-pipeline: transformers' question-answering pipeline (transformers 4.57; 5.x removed the pipeline), torch fp32;
+- hf-pipeline: transformers' question-answering pipeline (transformers 4.57; 5.x removed it), torch fp32;
 - optimum-ort-pipeline: the same pipeline on optimum's ONNX Runtime model (fp32, optimum's own export);
 - haystack-reader: Haystack's ExtractiveReader (haystack-ai 2.x; 3.x removed it).
 They run in their own virtualenv (--venv; created on first use with `python3 -m venv` and pip: torch 2.13,
-transformers 4.57, then optimum[onnxruntime] and haystack-ai 2.x when they install), so they never touch spanqa's
-environment; one line says which peers are missing and why. spanqa's rows run through `spanqa bench`'s worker.
+transformers 4.57, then optimum[onnxruntime] and haystack-ai 2.x when they install), so they never touch
+spanqa's environment; one line says which peers are missing and why. spanqa's rows run through
+`spanqa bench`'s worker.
 
 Each configuration runs in its own process; --rounds repeats all of them, interleaved (the order rotates each
 round) and the table shows medians, since a shared machine moves every number. --bert-base adds the same rows
@@ -35,7 +36,14 @@ from typing import Any
 from spanqa.backends.model_cache import cache_root
 from spanqa.backends.model_dir import read_card, resolve_model
 from spanqa.backends.onnx_backend import cpu_cores
-from spanqa.evaluation.bench import CONFIGS, BenchOptions, _prepare_exports, _run_worker, cpu_model, default_data
+from spanqa.evaluation.bench import (
+    CONFIGS,
+    BenchOptions,
+    _prepare_exports,
+    _run_worker,
+    cpu_model,
+    default_data,
+)
 from spanqa.evaluation.metrics import get_raw_scores
 from spanqa.evaluation.squad import load_squad
 
@@ -83,7 +91,9 @@ def _importable(python: Path, module: str) -> bool:
     return subprocess.run([str(python), "-c", code], capture_output=True, check=False).returncode == 0
 
 
-def run_peer(peer: str, venv: Path, model: Path, data: Path, limit: int, card: dict[str, Any]) -> dict[str, Any]:
+def run_peer(
+    peer: str, venv: Path, model: Path, data: Path, limit: int, card: dict[str, Any]
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="spanqa-peer-") as tmp:
         out = Path(tmp) / "result.json"
         args = {
@@ -183,7 +193,8 @@ def table(title: str, rows: dict[str, dict[str, Any]], reference: str | None) ->
     lines = [
         f"### {title}",
         "",
-        f"| configuration | queries/s (median) | each round | vs {BASE_PEER} | p50 ms | F1 | EM | same answer as {reference or '-'} |",
+        f"| configuration | queries/s (median) | each round | vs {BASE_PEER} | p50 ms | F1 | EM "
+        f"| same answer as {reference or '-'} |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in rows.items():
@@ -191,7 +202,8 @@ def table(title: str, rows: dict[str, dict[str, Any]], reference: str | None) ->
         p50 = f"{r['p50_ms']:.1f}" if r["p50_ms"] is not None else "-"
         same = "-"
         if ref is not None and name != reference:
-            same = f"{100 * sum(a == b for a, b in zip(r['answers'], ref['answers'])) / len(ref['answers']):.1f}%"
+            agree = sum(a == b for a, b in zip(r["answers"], ref["answers"])) / len(ref["answers"])
+            same = f"{100 * agree:.1f}%"
         lines.append(
             f"| {name} | {r['qps']:.1f} | {' / '.join(map(str, r['qps_all']))} | {ratio} | {p50} "
             f"| {r['f1']:.2f} | {r['em']:.2f} | {same} |"
@@ -208,15 +220,23 @@ def bert_base_model() -> Path:
     from transformers import BertConfig, BertForQuestionAnswering
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+    )
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
     BertForQuestionAnswering(config).eval().save_pretrained(tmp)
     shipped = resolve_model(None)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (shipped / name).is_file():
             shutil.copy(shipped / name, tmp / name)
-    (tmp / "spanqa.json").write_text(json.dumps({"name": "bert-base-shaped, random weights", "max_seq_len": 384}))
+    (tmp / "spanqa.json").write_text(
+        json.dumps({"name": "bert-base-shaped, random weights", "max_seq_len": 384})
+    )
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
@@ -224,8 +244,12 @@ def bert_base_model() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--venv", type=Path, default=cache_root() / "peers-venv", help="the peers' virtualenv")
-    parser.add_argument("--no-install", action="store_true", help="never create the virtualenv or pip install")
+    parser.add_argument(
+        "--venv", type=Path, default=cache_root() / "peers-venv", help="the peers' virtualenv"
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="never create the virtualenv or pip install"
+    )
     parser.add_argument("--model", default=None, help="model directory (default: spanqa's shipped model)")
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--limit", type=int, default=600)
@@ -240,13 +264,13 @@ def main() -> None:
     if args.data is None or not args.data.is_file():
         parser.error("no --data given and ../shared/data/squad-v2.0-dev-half.json not found")
     spanqa = tuple(c for c in args.spanqa.split(",") if c)
-    unknown = [c for c in spanqa if c not in CONFIGS] + [p for p in args.peers.split(",") if p and p not in PEERS]
+    wanted = tuple(p for p in args.peers.split(",") if p)
+    unknown = [c for c in spanqa if c not in CONFIGS] + [p for p in wanted if p not in PEERS]
     if unknown:
         parser.error(f"unknown configurations {unknown}")
     from spanqa.reading.bucketing import BATCH_SIZE
 
     batch = args.batch_size or BATCH_SIZE
-    wanted = tuple(p for p in args.peers.split(",") if p)
     peers, missing = ensure_peers(args.venv, wanted, not args.no_install)
     print(f"peers: missing: {'; '.join(missing) if missing else 'none'}", file=sys.stderr, flush=True)
     load_before = os.getloadavg()
@@ -258,7 +282,7 @@ def main() -> None:
         rows = measure(model, args.data, limit, args.rounds, spanqa, peers, args.venv, batch, missing)
         versions.update({k: v for r in rows.values() for k, v in (r["versions"] or {}).items()})
         reference = "onnx-single" if "onnx-single" in rows else None
-        sections += table(f"{title}: {model.name}, first {limit} questions", rows, reference) + [""]
+        sections += [*table(f"{title}: {model.name}, first {limit} questions", rows, reference), ""]
     load_after = os.getloadavg()
     from importlib.metadata import version
 
@@ -267,8 +291,8 @@ def main() -> None:
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"- CPU: {cpu_model()}, {cpu_cores()} cores usable; ISA: {isa_flags()}",
-        f"- load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} (a shared machine: medians of "
-        f"{args.rounds} interleaved rounds)",
+        f"- load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} (a shared machine: "
+        f"medians of {args.rounds} interleaved rounds)",
         f"- data: {args.data.name}; spanqa batch size {batch}; peers one question at a time, "
         "handle_impossible_answer / no_answer on, same max_seq_len and doc_stride 128",
         f"- spanqa env: python {platform.python_version()}, onnxruntime {version('onnxruntime')}, torch "

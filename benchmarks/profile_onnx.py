@@ -59,7 +59,11 @@ def stage_breakdown(reader: Reader, items: list[tuple[str, str]]) -> list[str]:
         del reader.backend.run
     n = len(items)
     rest = total - run.seconds - tokenize.seconds
-    rows = [("model (backend.run)", run.seconds), ("tokenizer (Windower)", tokenize.seconds), ("the rest", rest)]
+    rows = [
+        ("model (backend.run)", run.seconds),
+        ("tokenizer (Windower)", tokenize.seconds),
+        ("the rest", rest),
+    ]
     lines = ["| stage | ms per question | share |", "| --- | ---: | ---: |"]
     for name, s in rows:
         lines.append(f"| {name} | {1000 * s / n:.2f} | {100 * s / total:.1f}% |")
@@ -104,7 +108,8 @@ def op_profile(reader: Reader, items: list[tuple[str, str]], threads: int | None
     lines = ["| operator | ms per question | share of model time |", "| --- | ---: | ---: |"]
     for op, us in sorted(per_op.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {op} | {us / 1000 / n:.2f} | {100 * us / runs:.1f}% |")
-    lines.append(f"| (between nodes: session overhead) | {(runs - nodes) / 1000 / n:.2f} | {100 * (runs - nodes) / runs:.1f}% |")
+    between = runs - nodes
+    lines.append(f"| (between nodes) | {between / 1000 / n:.2f} | {100 * between / runs:.1f}% |")
     lines.append(f"| **model_run** | **{runs / 1000 / n:.2f}** | 100% |")
     tokens = np.mean([b["input_ids"].size for b in batches])
     lines.append("")
