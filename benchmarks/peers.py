@@ -92,7 +92,7 @@ def _importable(python: Path, module: str) -> bool:
 
 
 def run_peer(
-    peer: str, venv: Path, model: Path, data: Path, limit: int, card: dict[str, Any]
+    peer: str, venv: Path, model: Path, data: Path, limit: int, card: dict[str, Any], threads: int
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="spanqa-peer-") as tmp:
         out = Path(tmp) / "result.json"
@@ -101,7 +101,7 @@ def run_peer(
             "model": str(model),
             "data": str(data),
             "limit": limit,
-            "threads": cpu_cores(),
+            "threads": threads,
             "max_seq_len": int(card.get("max_seq_len") or 384),
             "onnx_dir": str(venv / "spanqa-optimum-exports" / _slug(model)),
             "out": str(out),
@@ -124,8 +124,12 @@ def _slug(model: Path) -> str:
     return hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:16]
 
 
-def run_spanqa(config: str, model: Path, data: Path, limit: int, batch_size: int) -> dict[str, Any]:
-    opts = BenchOptions(model=str(model), data=data, limit=limit, configs=(config,), batch_size=batch_size)
+def run_spanqa(
+    config: str, model: Path, data: Path, limit: int, batch_size: int, threads: int
+) -> dict[str, Any]:
+    opts = BenchOptions(
+        model=str(model), data=data, limit=limit, configs=(config,), batch_size=batch_size, threads=threads
+    )
     return _run_worker(config, model, opts)
 
 
@@ -138,6 +142,7 @@ def measure(
     peers: list[str],
     venv: Path,
     batch: int,
+    threads: int,
     failed: list[str],
 ) -> dict[str, dict[str, Any]]:
     """Every configuration `rounds` times, the order rotated each round; medians per configuration."""
@@ -152,13 +157,13 @@ def measure(
             print(f"peers: round {r + 1}/{rounds}: {config} ...", file=sys.stderr, flush=True)
             if config in PEERS:
                 try:
-                    runs[config].append(run_peer(config, venv, model, data, limit, card))
+                    runs[config].append(run_peer(config, venv, model, data, limit, card, threads))
                 except RuntimeError as e:  # a peer that breaks is reported, not fatal to the table
                     failed.append(str(e))
                     order.remove(config)
                     del runs[config]
             else:
-                runs[config].append(run_spanqa(config, model, data, limit, batch))
+                runs[config].append(run_spanqa(config, model, data, limit, batch, threads))
     examples = load_squad(data)[:limit]
     golds = {ex.id: [a.text for a in ex.answers] for ex in examples}
     rows = {}
@@ -170,6 +175,7 @@ def measure(
             "qps": statistics.median(d["qps"] for d in done),
             "qps_all": [round(d["qps"], 1) for d in done],
             "p50_ms": statistics.median(p50s) if p50s else None,
+            "cpu_ms": statistics.median(d["cpu_ms_per_question"] for d in done),
             "f1": 100 * sum(f1.values()) / len(f1),
             "em": 100 * sum(exact.values()) / len(exact),
             "answers": last["answers"],
@@ -193,12 +199,13 @@ def table(title: str, rows: dict[str, dict[str, Any]], reference: str | None) ->
     lines = [
         f"### {title}",
         "",
-        f"| configuration | queries/s (median) | each round | vs {BASE_PEER} | p50 ms | F1 | EM "
-        f"| same answer as {reference or '-'} |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| configuration | queries/s (median) | each round | vs {BASE_PEER} | p50 ms | CPU ms per question "
+        f"| CPU time vs {BASE_PEER} | F1 | EM | same answer as {reference or '-'} |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in rows.items():
         ratio = f"{r['qps'] / base['qps']:.2f}x" if base else "-"
+        cpu_ratio = f"{base['cpu_ms'] / r['cpu_ms']:.2f}x" if base else "-"
         p50 = f"{r['p50_ms']:.1f}" if r["p50_ms"] is not None else "-"
         same = "-"
         if ref is not None and name != reference:
@@ -206,6 +213,7 @@ def table(title: str, rows: dict[str, dict[str, Any]], reference: str | None) ->
             same = f"{100 * agree:.1f}%"
         lines.append(
             f"| {name} | {r['qps']:.1f} | {' / '.join(map(str, r['qps_all']))} | {ratio} | {p50} "
+            f"| {r['cpu_ms']:.1f} | {cpu_ratio} "
             f"| {r['f1']:.2f} | {r['em']:.2f} | {same} |"
         )
     return lines
@@ -255,6 +263,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for every configuration (default: all cores); 1 makes the CPU-time column the work "
+        "itself on a shared machine",
+    )
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--spanqa", default="onnx-single,onnx-int8-single,onnx-int8-batched")
     parser.add_argument("--bert-base", action="store_true", help="also time a BERT-base-shaped model")
@@ -271,6 +286,7 @@ def main() -> None:
     from spanqa.reading.bucketing import BATCH_SIZE
 
     batch = args.batch_size or BATCH_SIZE
+    threads = args.threads or cpu_cores()
     peers, missing = ensure_peers(args.venv, wanted, not args.no_install)
     print(f"peers: missing: {'; '.join(missing) if missing else 'none'}", file=sys.stderr, flush=True)
     load_before = os.getloadavg()
@@ -279,7 +295,9 @@ def main() -> None:
         models.append(("BERT-base-shaped, random weights", bert_base_model(), args.bert_base_limit))
     sections, versions = [], {}
     for title, model, limit in models:
-        rows = measure(model, args.data, limit, args.rounds, spanqa, peers, args.venv, batch, missing)
+        rows = measure(
+            model, args.data, limit, args.rounds, spanqa, peers, args.venv, batch, threads, missing
+        )
         versions.update({k: v for r in rows.values() for k, v in (r["versions"] or {}).items()})
         reference = "onnx-single" if "onnx-single" in rows else None
         sections += [*table(f"{title}: {model.name}, first {limit} questions", rows, reference), ""]
@@ -290,7 +308,8 @@ def main() -> None:
         "# spanqa against its peers",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- CPU: {cpu_model()}, {cpu_cores()} cores usable; ISA: {isa_flags()}",
+        f"- CPU: {cpu_model()}, {cpu_cores()} cores usable, {threads} thread(s) per configuration; "
+        f"ISA: {isa_flags()}",
         f"- load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} (a shared machine: "
         f"medians of {args.rounds} interleaved rounds)",
         f"- data: {args.data.name}; spanqa batch size {batch}; peers one question at a time, "

@@ -1,6 +1,6 @@
 """One peer configuration, run by the peers' own virtualenv (benchmarks/peers.py starts it).
 
-    PEERS_PYTHON benchmarks/peers_worker.py '{"config": ..., "model": ..., "data": ..., "limit": ..., "out": ...}'
+    PEERS_PYTHON benchmarks/peers_worker.py '{"config": ..., "model": ..., "data": ..., "out": ...}'
 
 Imports nothing from spanqa (the peers' virtualenv does not have it): reads the SQuAD file itself, answers
 each question one at a time the way the library's users call it, and writes answers, latencies and the
@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 WARMUP = 5
-DOC_STRIDE, MAX_ANSWER_LEN = 128, 30  # spanqa's defaults; max_seq_len comes from the model card, as spanqa reads it
+# spanqa's defaults; max_seq_len comes from the model card, as spanqa reads it
+DOC_STRIDE, MAX_ANSWER_LEN = 128, 30
 
 
 def load_questions(path: str, limit: int) -> list[tuple[str, str, str]]:
@@ -112,6 +113,7 @@ def main() -> None:
     for _, q, c in questions[:WARMUP]:
         answer(q, c)
     answers, latencies = [], []
+    cpu_started = time.process_time()
     started = time.perf_counter()
     for _, q, c in questions:
         t = time.perf_counter()
@@ -122,6 +124,7 @@ def main() -> None:
         "config": a["config"],
         "qps": len(questions) / total,
         "seconds": total,
+        "cpu_ms_per_question": 1000 * (time.process_time() - cpu_started) / len(questions),
         "latencies": latencies,
         "load_s": load_s,
         "answers": answers,
