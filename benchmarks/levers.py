@@ -8,7 +8,10 @@ Graph variants (built into $SPANQA_CACHE/levers/<model hash>/ from the model's c
 - int8: the shipped recipe (spanqa.backends.quantize: smoothing, dynamic int8, feed-forward outputs fp32);
 - int8-ffn: the same with the feed-forward output products int8 too (the speed the fp32 products cost);
 - int8-static: static int8 where ONNX Runtime's QDQ format has it (MatMul; activation scales calibrated on
-  --calibration questions of the tuning file, MinMax), fused Attention dynamic int8 (QDQ has no Attention).
+  the last --calibration-n questions of the tuning file, MinMax), fused Attention dynamic int8 (QDQ has
+  no Attention);
+- int8-outliersK: the shipped recipe with the feed-forward output products int8 except their K largest
+  input channels (spanqa.backends.outliers).
 Modes: BxL = answer_batch with batch size B, L lanes (L one-thread runs in parallel, each on a share of the
 batch's rows; L=1: one run using every core). Every (variant, mode) answers the same --limit questions per
 round, the order rotated each round; --single questions are also answered one at a time for p50. Medians.
@@ -96,7 +99,7 @@ def build_static(model_dir: Path, fp32: Path, out: Path, calibration_file: Path,
     onnx.save(SymbolicShapeInference.infer_shapes(onnx.load(str(smoothed)), auto_merge=True), str(smoothed))
     reader = Reader.load(model_dir, backend="onnx")
     windower = reader._windower(None, DEFAULT_DOC_STRIDE)
-    examples = load_squad(calibration_file)[:n]
+    examples = load_squad(calibration_file)[-n:]  # the last n: agreement is measured on the first ones
     windows = windower([e.question for e in examples], [e.context for e in examples])
     feeds = [pad_batch(windows, [i], reader.pad_id, reader.token_types) for i in range(len(windows))]
     names = reader.backend.input_names
@@ -151,8 +154,9 @@ def main() -> None:
     parser.add_argument("--modes", default="8x1,8x2", help="BxL: batch size x lanes")
     parser.add_argument(
         "--single-variants",
-        default="int8@1thread,int8@nospin",
-        help="VARIANT@1thread (one intra-op thread) or VARIANT@nospin: extra single-question rows",
+        default="int8@1thread,int8@spin",
+        help="VARIANT@1thread (one intra-op thread), VARIANT@spin or VARIANT@nospin (ONNX Runtime's "
+        "intra-op threads busy-wait between operators, or sleep): extra single-question rows",
     )
     parser.add_argument("--calibration", type=Path, default=TUNE)
     parser.add_argument("--calibration-n", type=int, default=100)
@@ -174,13 +178,13 @@ def main() -> None:
             continue
         reader = Reader.load(model_dir, backend="onnx")
         reader.backend = OnnxBackend(variants[base], name, threads=1 if how == "1thread" else cpu_cores())
-        if how == "nospin":  # intra-op threads sleep instead of spinning between operators
+        if how in ("spin", "nospin"):  # intra-op threads busy-wait between operators, or sleep
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = cpu_cores()
             opts.inter_op_num_threads = 1
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if how == "spin" else "0")
             reader.backend.session = ort.InferenceSession(str(variants[base]), opts)
         readers[name] = reader
         reader.answer(*items[0])

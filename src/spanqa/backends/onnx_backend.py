@@ -31,6 +31,11 @@ BENCH_FILE = "bench.json"  # what `spanqa bench --record` measured on this machi
 CARD_AUTO = "auto_backend"  # the model card's choice, from the official benchmark run
 DEFAULT_AUTO = "onnx"  # unmeasured: as fast as ONNX gets without any change to the answers
 AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 points below fp32
+# ONNX Runtime's intra-op threads busy-wait between operators by default. On a machine whose cores are shared
+# (other processes, other services) a spinning thread holds a core another thread is waiting for: with them
+# sleeping instead, single-question p50 was 165 ms against 355 (2 cores, load average ~26,
+# benchmarks/levers.py). On an idle machine spinning saves a wake-up per operator (microseconds).
+INTRA_OP_SPINNING = False
 
 
 def cpu_cores() -> int:
@@ -101,6 +106,8 @@ def _session(ort: Any, file: Path, threads: int) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one graph branch at a time: the matrix products use every core
+    if not INTRA_OP_SPINNING:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
