@@ -39,10 +39,10 @@ from spanqa.backends.onnx_backend import cpu_cores
 from spanqa.evaluation.bench import (
     CONFIGS,
     BenchOptions,
-    _prepare_exports,
-    _run_worker,
     cpu_model,
     default_data,
+    prepare_exports,
+    run_worker,
 )
 from spanqa.evaluation.metrics import get_raw_scores
 from spanqa.evaluation.squad import load_squad
@@ -130,7 +130,7 @@ def run_spanqa(
     opts = BenchOptions(
         model=str(model), data=data, limit=limit, configs=(config,), batch_size=batch_size, threads=threads
     )
-    return _run_worker(config, model, opts)
+    return run_worker(config, model, opts)
 
 
 def measure(
@@ -147,7 +147,7 @@ def measure(
 ) -> dict[str, dict[str, Any]]:
     """Every configuration `rounds` times, the order rotated each round; medians per configuration."""
     if any(CONFIGS[c][0] != "torch" for c in spanqa):
-        _prepare_exports(model, spanqa)
+        prepare_exports(model, spanqa)
     card = read_card(model)
     order = [*peers, *spanqa]
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in order}

@@ -64,17 +64,17 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     if not examples:
         raise InputError(f"{opts.data} has no questions")
     if any(CONFIGS[c][0] != "torch" for c in opts.configs):
-        _prepare_exports(model_dir, opts.configs)
+        prepare_exports(model_dir, opts.configs)
     rows = {}
     for name in opts.configs:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        rows[name] = _run_worker(name, model_dir, opts)
+        rows[name] = run_worker(name, model_dir, opts)
     _score(rows, examples)
     table = format_table(rows, opts, model_dir, len(examples))
     return {"rows": rows, "table": table, "model_dir": model_dir}
 
 
-def _prepare_exports(model_dir: Path, configs: tuple[str, ...]) -> None:
+def prepare_exports(model_dir: Path, configs: tuple[str, ...]) -> None:
     """Export before timing: a first use's export would otherwise count as load time."""
     from spanqa.backends.onnx_backend import onnx_file
 
@@ -84,7 +84,7 @@ def _prepare_exports(model_dir: Path, configs: tuple[str, ...]) -> None:
         onnx_file(model_dir, int8=int8)
 
 
-def _run_worker(name: str, model_dir: Path, opts: BenchOptions) -> dict[str, Any]:
+def run_worker(name: str, model_dir: Path, opts: BenchOptions) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="spanqa-bench-") as tmp:
         result = Path(tmp) / "result.json"
         args = {
