@@ -288,3 +288,55 @@ def test_smoothing_keeps_the_fp32_logits_and_tames_outlier_channels(
     real = x["attention_mask"].astype(bool)
     for got, want in zip(logits(smoothed, x), logits(fp32, x)):
         np.testing.assert_allclose(got[real], want[real], atol=1e-4)
+
+
+def test_lanes_split_a_batch_and_give_the_same_logits(model_dir: Path, int8_file: Path) -> None:
+    from spanqa.backends.onnx_backend import OnnxBackend
+
+    file = int8_file.parent / FP32_FILE
+    one = OnnxBackend(file, "onnx", threads=2, lanes=1)
+    lanes = OnnxBackend(file, "onnx", threads=2, lanes=2)
+    lanes.run(_inputs(2, 9, 300, seed=0))  # makes the lanes' session
+    real_run, rows_per_run = lanes._lane_session.run, []
+
+    def counting_run(outputs, feed):  # the rows each lane hands ONNX Runtime
+        rows_per_run.append(len(feed["input_ids"]))
+        return real_run(outputs, feed)
+
+    lanes._lane_session = type("Lane", (), {"run": staticmethod(counting_run)})()
+    for batch in (1, 5):
+        x = _inputs(batch, 33, 300, seed=10 + batch)
+        for got, want in zip(lanes.run(x), one.run(x)):
+            assert got.shape == (batch, 33)
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    assert sorted(rows_per_run) == [2, 3]  # one window ran on all cores; five ran as two lanes
+
+
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_outlier_split_keeps_the_fp32_logits(int8_file: Path, tmp_path: Path, smoothed: bool) -> None:
+    import onnxruntime as ort
+
+    from spanqa.backends.outliers import OUTLIER_SUFFIX, split_outlier_channels
+    from spanqa.backends.smoothing import smooth_graph
+
+    fp32 = int8_file.parent / FP32_FILE
+    calibration = _inputs(3, 24, 300, seed=11)
+    source = fp32
+    if smoothed:
+        source = tmp_path / "smoothed.onnx"
+        smooth_graph(fp32, source, calibration)
+    products = ffn_output_matmuls(source)
+    assert products
+    split = tmp_path / "split.onnx"
+    kept = split_outlier_channels(source, split, products, calibration, k=3)
+    assert sorted(kept) == sorted(p + OUTLIER_SUFFIX for p in products)
+    names = {n.name for n in onnx.load(str(split)).graph.node}
+    assert not set(products) & names  # each product was replaced by its two parts
+    x = _inputs(2, 31, 300, seed=5)
+    real = x["attention_mask"].astype(bool)
+    runs = []
+    for file in (split, fp32):
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        runs.append(session.run(None, {i.name: x[i.name] for i in session.get_inputs()}))
+    for got, want in zip(*runs):
+        np.testing.assert_allclose(got[real], want[real], atol=1e-4)

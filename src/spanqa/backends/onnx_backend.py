@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ BENCH_FILE = "bench.json"  # what `spanqa bench --record` measured on this machi
 CARD_AUTO = "auto_backend"  # the model card's choice, from the official benchmark run
 DEFAULT_AUTO = "onnx"  # unmeasured: as fast as ONNX gets without any change to the answers
 AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 points below fp32
+# ONNX Runtime's intra-op threads busy-wait between operators by default. On a machine whose cores are shared
+# (other processes, other services) a spinning thread holds a core another thread is waiting for: with them
+# sleeping instead, single-question p50 was 165 ms against 355 (2 cores, load average ~26,
+# benchmarks/levers.py). On an idle machine spinning saves a wake-up per operator (microseconds).
+INTRA_OP_SPINNING = False
 
 
 def cpu_cores() -> int:
@@ -51,20 +57,21 @@ def _onnxruntime() -> Any:
 
 
 class OnnxBackend:
-    """One ONNX Runtime session on the CPU, its threads set for this machine."""
+    """ONNX Runtime on the CPU: one session using every core for single windows, and `lanes` parallel
+    one-thread runs for batches (each lane reads a share of the batch's rows).
 
-    def __init__(self, file: Path, name: str, threads: int | None = None):
+    Why lanes: at SQuAD lengths one window's matrices are small, and splitting each product across cores
+    costs a barrier per operator; whole rows per core need none. docs/onnx.md has the measurements.
+    """
+
+    def __init__(self, file: Path, name: str, threads: int | None = None, lanes: int | None = None):
         ort = _onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cpu_cores()
-        options.inter_op_num_threads = 1  # one graph branch at a time: the matrix products use every core
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own exception types for unreadable or invalid graphs
-            raise ModelError(f"ONNX Runtime cannot load {file}: {e}") from None
+        threads = threads or cpu_cores()
+        self.session = _session(ort, file, threads)
+        self.lanes = threads if lanes is None else max(1, lanes)
+        self._lane_session: Any = None  # made on the first batch: single questions never pay for it
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()  # a reader shared by threads makes one pool
         self.name = name
         self.file = file
         self.input_names = tuple(i.name for i in self.session.get_inputs())
@@ -74,8 +81,40 @@ class OnnxBackend:
         self._outputs = ["start_logits", "end_logits"]
 
     def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        start, end = self.session.run(self._outputs, {k: inputs[k] for k in self.input_names})
-        return start, end
+        feed = {k: inputs[k] for k in self.input_names}
+        rows = len(feed[self.input_names[0]])
+        if self.lanes < 2 or rows < 2:
+            start, end = self.session.run(self._outputs, feed)
+            return start, end
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                # intra_op_num_threads=1: a run computes on its caller's thread, so one session serves all
+                self._lane_session = _session(_onnxruntime(), self.file, 1)
+                self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="spanqa-onnx")
+        parts = np.array_split(np.arange(rows), min(self.lanes, rows))
+        runs = [
+            self._pool.submit(self._lane_session.run, self._outputs, {k: v[p] for k, v in feed.items()})
+            for p in parts
+        ]  # ONNX Runtime releases the GIL while it computes
+        done = [r.result() for r in runs]
+        return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+
+
+def _session(ort: Any, file: Path, threads: int) -> Any:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one graph branch at a time: the matrix products use every core
+    if not INTRA_OP_SPINNING:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for unreadable or invalid graphs
+        raise ModelError(f"ONNX Runtime cannot load {file}: {e}") from None
 
 
 def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) -> Any:

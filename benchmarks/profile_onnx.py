@@ -1,0 +1,140 @@
+"""Where the time of one question goes: tokenization, Python glue, and ONNX Runtime's own per-op profile.
+
+    python benchmarks/profile_onnx.py [--model DIR] [--data FILE] [--limit 200] [--backend onnx-int8]
+
+Part 1 answers --limit questions one at a time with `Reader.answer` and splits each call into the
+tokenizer (`Windower`), the model call (`backend.run`) and the rest (padding, decoding, Python glue).
+Part 2 runs the same windows through an ONNX Runtime session with profiling on and sums node time per
+operator type, so the share of matrix products, attention, layer norms and the rest is visible.
+Prints one markdown table per part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from spanqa.backends.onnx_backend import OnnxBackend, cpu_cores
+from spanqa.evaluation.bench import cpu_model, default_data
+from spanqa.evaluation.squad import load_squad
+from spanqa.reading.reader import DEFAULT_DOC_STRIDE, Reader
+from spanqa.reading.windows import Windower, pad_batch
+
+
+class _Timed:
+    """Wraps a callable and sums the seconds spent in it."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
+def stage_breakdown(reader: Reader, items: list[tuple[str, str]]) -> list[str]:
+    run = _Timed(reader.backend.run)
+    reader.backend.run = run  # instance attribute: only this reader's backend is timed
+    tokenize = _Timed(Windower.__call__)
+    Windower.__call__ = lambda self, q, c: tokenize(self, q, c)
+    try:
+        for item in items[:5]:  # warm-up, not counted
+            reader.answer(*item)
+        run.seconds = tokenize.seconds = 0.0
+        started = time.perf_counter()
+        for item in items:
+            reader.answer(*item)
+        total = time.perf_counter() - started
+    finally:
+        Windower.__call__ = tokenize.fn
+        del reader.backend.run
+    n = len(items)
+    rest = total - run.seconds - tokenize.seconds
+    rows = [
+        ("model (backend.run)", run.seconds),
+        ("tokenizer (Windower)", tokenize.seconds),
+        ("the rest", rest),
+    ]
+    lines = ["| stage | ms per question | share |", "| --- | ---: | ---: |"]
+    for name, s in rows:
+        lines.append(f"| {name} | {1000 * s / n:.2f} | {100 * s / total:.1f}% |")
+    lines.append(f"| **total** (`Reader.answer`) | **{1000 * total / n:.2f}** | 100% |")
+    return lines
+
+
+def op_profile(reader: Reader, items: list[tuple[str, str]], threads: int | None) -> list[str]:
+    windower = reader._windower(None, DEFAULT_DOC_STRIDE)
+    batches = []
+    for q, c in items:
+        windows = windower([q], [c])
+        batches.append(pad_batch(windows, list(range(len(windows))), reader.pad_id, reader.token_types))
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = OnnxBackend(reader.backend.file, reader.backend.name, threads)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_cores()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(backend.file), options, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        for b in batches[:5]:
+            session.run(None, {k: b[k] for k in names})
+        session.end_profiling()
+        session = ort.InferenceSession(str(backend.file), options, providers=["CPUExecutionProvider"])
+        for b in batches:
+            session.run(None, {k: b[k] for k in names})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = defaultdict(float)
+    runs = 0.0
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"]
+        elif e.get("cat") == "Session" and e["name"] == "model_run":
+            runs += e["dur"]
+    nodes = sum(per_op.values())
+    n = len(batches)
+    lines = ["| operator | ms per question | share of model time |", "| --- | ---: | ---: |"]
+    for op, us in sorted(per_op.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {op} | {us / 1000 / n:.2f} | {100 * us / runs:.1f}% |")
+    between = runs - nodes
+    lines.append(f"| (between nodes) | {between / 1000 / n:.2f} | {100 * between / runs:.1f}% |")
+    lines.append(f"| **model_run** | **{runs / 1000 / n:.2f}** | 100% |")
+    tokens = np.mean([b["input_ids"].size for b in batches])
+    lines.append("")
+    lines.append(f"{n} questions, {tokens:.0f} tokens per question on average (all windows)")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--data", type=Path, default=default_data())
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--backend", default="onnx-int8", choices=["onnx", "onnx-int8"])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.data is None:
+        parser.error("no --data given and ../shared/data/squad-v2.0-dev-half.json not found")
+    items = [(ex.question, ex.context) for ex in load_squad(args.data)[: args.limit]]
+    reader = Reader.load(args.model, backend=args.backend, threads=args.threads)
+    print(f"# Profile: {args.backend}, {len(items)} questions of {args.data.name}")
+    print(f"\n- CPU: {cpu_model()}, {cpu_cores()} cores usable, threads {args.threads or cpu_cores()}\n")
+    print("\n".join(stage_breakdown(reader, items)))
+    print()
+    print("\n".join(op_profile(reader, items, args.threads)))
+
+
+if __name__ == "__main__":
+    main()
