@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spanqa.evaluation.bench import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 
@@ -168,7 +170,7 @@ def build_folder(texts: list[str], count: int, folder: Path) -> Path:
 
 
 def format_table(rows, args) -> str:
-    cpu = cpu_name()
+    cpu = cpu_model()
     lines = [
         f"index_documents: {platform.machine()}, {cpu}, {os.cpu_count()} CPUs; median of {args.repeat} runs",
         "",
@@ -179,16 +181,6 @@ def format_table(rows, args) -> str:
         rate_wall, rate_cpu = f"{n / wall:,.1f} {unit}", f"{n / max(cpu, 1e-9):,.1f} {unit}"
         lines.append(f"| {what} | {size} | {wall:.2f} | {rate_wall} | {cpu:.2f} | {rate_cpu} |")
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
