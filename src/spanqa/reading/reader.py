@@ -157,7 +157,8 @@ class Reader:
     ) -> list[Prediction]:
         """Answer many (question, context) pairs; windows of all of them are batched by length.
 
-        Results come back in input order and equal what `answer` gives for each pair alone.
+        Results come back in input order and equal what `answer` gives for each pair alone (with onnx-int8,
+        up to dynamic quantization's per-batch scales: see the README).
         `progress`: True for a bar on stderr, or a function called with (windows read, windows in all).
         `calibrated=False` gives raw scores (each answer's softmax share among spans) instead of the
         model's calibrated probabilities; every prediction carries its raw `features` either way.
