@@ -150,6 +150,7 @@ MALFORMED = [
     ({**GOOD, "question": 42}, None, 422, "question"),
     ({**GOOD, "context": ["not", "a string"]}, None, 422, "context"),
     ({**GOOD, "topk": 3}, None, 422, "topk"),
+    ({**GOOD, "top\nk\x04": 3}, None, 422, "top\nk\x04"),  # the message stays one line (found by fuzzing)
     ({**GOOD, "top_k": 0}, None, 422, "top_k"),
     ({**GOOD, "top_k": 10_000}, None, 422, "top_k"),
     ({**GOOD, "top_k": "3"}, None, 422, "top_k"),
@@ -191,6 +192,7 @@ def test_malformed_requests_get_their_4xx_and_the_server_keeps_serving(client, b
     assert r.status_code == status, r.text
     error = r.json()
     assert error["message"] and error["request_id"] == r.headers["x-request-id"]
+    assert "\n" not in error["message"]
     if field is not None:
         assert error["field"] == field, error
     assert client.post("/v1/answer", json=GOOD).status_code == 200

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -100,4 +101,5 @@ def _problem(error: dict[str, Any]) -> dict[str, Any]:
         message = "field required"
     elif error.get("type") == "extra_forbidden":
         message = "unknown field"
-    return {"field": field or None, "message": f"{field or 'body'}: {message}"}
+    shown = field if field.isprintable() else json.dumps(field, ensure_ascii=False)  # one-line messages
+    return {"field": field or None, "message": f"{shown or 'body'}: {message}"}
