@@ -102,7 +102,7 @@ def run_mode(mode, operations: list, checks: list, args: argparse.Namespace) -> 
             these = [c for c in checks if getattr(c, "__name__", "") != "negative_data_rejection"]
         try:
             case.validate_response(response, checks=these)
-        except Exception as e:  # counted, not raised: the run goes on
+        except (Exception, BaseExceptionGroup) as e:  # counted, not raised: the run goes on
             for failure in getattr(e, "exceptions", [e]):
                 kind = f"{case.operation.label}: {type(failure).__name__}"
                 failures[kind] += 1
