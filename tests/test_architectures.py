@@ -20,7 +20,7 @@ def test_the_reader_answers_with_exact_offsets(kind):
     for context in (SHORT, LONG):
         pred = reader.answer(QUESTION, context, top_k=3, max_seq_len=64, doc_stride=16, retrieve="never")
         # best first and disjoint (spans overlapping a better one are not separate answers): top_k=3 is the
-        # first 3 of a wider list: fewer only where the text holds fewer disjoint candidates (not the long one)
+        # first 3 of a wider list; fewer only where the text has fewer disjoint candidates (not the long one)
         wide = reader.answer(QUESTION, context, top_k=20, max_seq_len=64, doc_stride=16, retrieve="never")
         assert [(a.start, a.end) for a in pred.answers] == [(a.start, a.end) for a in wide.answers[:3]]
         if context == LONG:
