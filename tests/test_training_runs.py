@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 from spanqa.backends.model_dir import read_card
-from spanqa.cli.main import main
 from spanqa.training.data import bucketed_batches
 from spanqa.training.schedule import extend_plan, initial_plan
+from test_train_eval import FIXTURE, _config, _run  # one tiny training setup for both files
 
-FIXTURE = Path(__file__).parent / "fixtures" / "eval_squad_tiny.json"
 # The fields of train_config.json as runs started before run directories wrote it (the running v2 job's).
 OLD_CONFIG_FIELDS = (
     "base train out tune epochs lr batch_size max_seq_len doc_stride max_examples negatives drop_negatives "
@@ -26,32 +25,6 @@ OLD_CONFIG_FIELDS = (
     "dropout threads"
 ).split()
 OLD_CHECKPOINT_KEYS = ("model", "optim", "sched", "step", "elapsed", "losses", "torch_rng")
-
-
-def _config(base: Path, out: Path, **changes):
-    from spanqa.training.config import TrainConfig
-
-    settings = dict(
-        base=str(base),
-        train=[str(FIXTURE)],
-        out=str(out),
-        epochs=2,
-        lr=1e-3,
-        batch_size=4,
-        max_seq_len=64,
-        doc_stride=16,
-        checkpoint_minutes=0.0,  # a checkpoint after every step
-        threads=1,
-        precision="fp32",
-    )
-    settings.update(changes)
-    return TrainConfig(**settings)
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def _weights(model_dir: Path) -> dict:
