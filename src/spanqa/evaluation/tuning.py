@@ -264,7 +264,7 @@ def write_plots(
 ) -> list[Path]:
     """F1 against the prior, and the reliability diagrams of both probabilities, as PNG files.
 
-    Needs matplotlib (the `train` extra); callers check for it first (see `plots_available`).
+    Needs matplotlib (the `train` extra); callers check for it first (the CLI with `cli.common.require`).
     """
     from spanqa.evaluation.plots import plot_prior_curve, plot_reliability
 
@@ -295,12 +295,6 @@ def write_plots(
     )
     log.info("plots written: %s", ", ".join(str(p) for p in paths))
     return paths
-
-
-def plots_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("matplotlib") is not None
 
 
 def tune_model(
