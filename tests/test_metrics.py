@@ -265,3 +265,41 @@ def test_platt_fits_recover_a_logistic_and_weights_count_as_repeats():
         doubled.intercept
     )
     assert fit_platt(x, np.ones(4000), ("f",)).coef == (0.0,)  # all one kind: a constant, no infinite slope
+
+
+def _span_results(
+    rng, n: int, slope_by_length: float, prefix: str, lengths: tuple[int, int] = (3, 20)
+) -> list:
+    """Answerable results whose top span is right with P = sigmoid(span_logit + slope * (log words - 2))."""
+    from spanqa.evaluation.evaluate import QuestionResult
+
+    out = []
+    for i in range(n):
+        logit, words = rng.normal(0, 1.5), int(rng.integers(*lengths))
+        z = logit + slope_by_length * (math.log(words) - 2.0)
+        right = rng.random() < 1 / (1 + math.exp(-z))
+        features = {"span_logit": logit, "null_score_diff": 1.0, "question_log_words": math.log(words)}
+        out.append(QuestionResult(f"{prefix}{i}", ["gold"], "gold" if right else "other", features))
+    return out
+
+
+def test_span_calibration_takes_question_length_only_where_it_calibrates_every_set_better():
+    from spanqa.evaluation.tuning import fit_span_calibration
+
+    rng = np.random.default_rng(0)
+    # accuracy depends on question length and the sets' questions differ in length (SQuAD's longer than
+    # TyDi's): without the feature one curve is wrong for both sets, with it each is calibrated
+    long, short = _span_results(rng, 1500, 2.0, "a", (10, 25)), _span_results(rng, 1500, 2.0, "b", (3, 7))
+    platt, scores = fit_span_calibration(long, [short])
+    assert platt.features == ("span_logit", "null_score_diff", "question_log_words")
+    assert platt.coef[2] == pytest.approx(2.0, abs=0.4)
+    assert scores["span_logit+null_score_diff+question_log_words"] < scores["span_logit+null_score_diff"]
+    # it does not: the simpler set is kept
+    long, short = _span_results(rng, 1500, 0.0, "c", (10, 25)), _span_results(rng, 1500, 0.0, "d", (3, 7))
+    platt, _ = fit_span_calibration(long, [short])
+    assert platt.features == ("span_logit", "null_score_diff")
+    # results from before the feature existed (an older journal) fall back to the simpler set
+    old = _span_results(rng, 300, 2.0, "e")
+    for r in old:
+        del r.features["question_log_words"]
+    assert fit_span_calibration(old)[0].features == ("span_logit", "null_score_diff")

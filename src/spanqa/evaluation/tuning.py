@@ -42,8 +42,10 @@ from spanqa.evaluation.squad import load_squad
 from spanqa.reading.bucketing import BATCH_SIZE
 from spanqa.reading.calibration import (
     ANSWERABLE_FEATURES,
+    SPAN_FEATURE_SETS,
     SPAN_FEATURES,
     Calibration,
+    Platt,
     check_prior,
     cross_validated_probs,
     expected_calibration_error,
@@ -127,15 +129,7 @@ def fit_calibration(
     `span_sets`: more sets whose answerable questions join the span calibration only (e.g. an
     all-answerable set in another question style); each weighs as much as the results' answerable ones.
     """
-    answerable = [r for r in results if r.has_answer and r.has_span]
-    rows, weights = list(answerable), [1.0] * len(answerable)
-    for extra in span_sets:
-        kept = [r for r in extra if r.has_answer and r.has_span]
-        rows += kept
-        weights += [len(answerable) / len(kept)] * len(kept) if kept else []
-    x = np.array([[r.features[f] for f in SPAN_FEATURES] for r in rows], dtype=np.float64)
-    y = np.array([r.top_correct for r in rows], dtype=np.float64)
-    span = fit_platt(x.reshape(-1, len(SPAN_FEATURES)), y, SPAN_FEATURES, weights=np.array(weights))
+    span, _ = fit_span_calibration(results, span_sets)
     with_span = [r for r in results if r.has_span]  # no span: answerable is 0 whatever the regression
     x = np.array([[r.features[f] for f in ANSWERABLE_FEATURES] for r in with_span], dtype=np.float64)
     y = np.array([r.has_answer for r in with_span], dtype=np.float64)
@@ -149,6 +143,44 @@ def fit_calibration(
         default_prior=tuning_prior if default_prior is None else default_prior,
         null_threshold=null_threshold,
     )
+
+
+# A richer span feature set is kept only when it lowers the worst set's cross-validated ECE by this much.
+SPAN_SET_MARGIN = 0.005
+
+
+def fit_span_calibration(
+    results: Sequence[QuestionResult], span_sets: Sequence[Sequence[QuestionResult]] = ()
+) -> tuple[Platt, dict[str, float]]:
+    """The span calibration, on the feature set (SPAN_FEATURE_SETS) with the lowest 5-fold ECE on the worst
+    of the tuning sets: a feature such as question length is used only where it calibrates every set better.
+    Returns it and each candidate's worst-set cross-validated ECE ("+"-joined feature names -> ECE)."""
+    groups = [[r for r in results if r.has_answer and r.has_span]]
+    groups += [[r for r in extra if r.has_answer and r.has_span] for extra in span_sets]
+    groups = [g for g in groups if g]
+    rows = [r for g in groups for r in g]
+    weights = (
+        np.concatenate([np.full(len(g), len(groups[0]) / len(g)) for g in groups]) if rows else np.ones(0)
+    )
+    which = np.concatenate([np.full(len(g), i) for i, g in enumerate(groups)]) if rows else np.zeros(0)
+    y = np.array([r.top_correct for r in rows], dtype=np.float64)
+    candidates = [fs for fs in SPAN_FEATURE_SETS if all(f in r.features for r in rows for f in fs)]
+    scores: dict[str, float] = {}
+    best = SPAN_FEATURES
+    for features in candidates:
+        x = np.array([[r.features[f] for f in features] for r in rows], dtype=np.float64)
+        if len(rows) < 10:
+            break
+        probs = cross_validated_probs(x, y, features, weights=weights)
+        worst = max(
+            expected_calibration_error(probs[which == i], y[which == i], ECE_BINS) for i in range(len(groups))
+        )
+        scores["+".join(features)] = worst
+        if worst < scores["+".join(best)] - SPAN_SET_MARGIN:
+            best = features
+    x = np.array([[r.features[f] for f in best] for r in rows], dtype=np.float64)
+    span = fit_platt(x.reshape(-1, len(best)), y, best, weights=weights)
+    return span, scores
 
 
 def tune_results(
@@ -192,7 +224,10 @@ def tune_results(
         "metrics": metrics,
         "span_ece_before": expected_calibration_error(*span_scores(results, raw), bins=ECE_BINS),
         "span_ece_after": metrics["span_ece"],
-        "span_ece_after_cv5": _cv_ece(results, "span") if not span_sets else None,
+        "span_ece_after_cv5": _cv_ece(results, "span", calibration.span.features)  # type: ignore[union-attr]
+        if not span_sets
+        else None,
+        "span_features_worst_set_ece_cv5": fit_span_calibration(results, list(span_sets.values()))[1],
         "span_sets": {
             name: {
                 "questions": len(extra),
@@ -245,11 +280,13 @@ def tune_results(
     return section
 
 
-def _cv_ece(results: Sequence[QuestionResult], which: str) -> float | None:
+def _cv_ece(
+    results: Sequence[QuestionResult], which: str, span_features: Sequence[str] = SPAN_FEATURES
+) -> float | None:
     """The ECE of 5-fold cross-validated probabilities: an honest figure on the tuning set itself."""
     if which == "span":
         kept = [r for r in results if r.has_answer and r.has_span]
-        features, y = SPAN_FEATURES, np.array([r.top_correct for r in kept], dtype=np.float64)
+        features, y = tuple(span_features), np.array([r.top_correct for r in kept], dtype=np.float64)
     else:
         kept = [r for r in results if r.has_span]
         features, y = ANSWERABLE_FEATURES, np.array([r.has_answer for r in kept], dtype=np.float64)

@@ -33,7 +33,11 @@ from spanqa.errors import InputError
 #   span_logit        the log-odds of that share, log(share / (1 - share)), kept within +-SHARE_LOGIT_BOUND
 #   span_mass_diff    log of all spans' mass minus the null score: the model's own log-odds of an answer
 #   log_share         log of the best span's share among spans and the null (the pre-split feature)
+#   question_log_words  log of the question's length in words: short questions are vaguer, and at the same
+#                     share their top span is right less often (TyDi's 7-word questions against SQuAD's 9)
 SPAN_FEATURES = ("span_logit", "null_score_diff")
+# The span feature sets tuning chooses among (by cross-validated ECE on the tuning data, see tuning.py).
+SPAN_FEATURE_SETS = (SPAN_FEATURES, (*SPAN_FEATURES, "question_log_words"))
 ANSWERABLE_FEATURES = ("null_score_diff",)
 LEGACY_FEATURES = ("null_score_diff", "log_share")
 SHARE_LOGIT_BOUND = 14.0  # a share within 1e-6 of 0 or 1: the only span, or one of thousands alike
@@ -213,15 +217,21 @@ def expected_calibration_error(prob: np.ndarray, correct: np.ndarray, bins: int 
 
 
 def cross_validated_probs(
-    x: np.ndarray, y: np.ndarray, features: Sequence[str], folds: int = 5, seed: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    features: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each example's probability from a regression fitted without it (an honest tuning-set ECE)."""
     x = np.asarray(x, dtype=np.float64).reshape(len(y), len(features))
     y = np.asarray(y, dtype=np.float64)
+    weights = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     fold = np.random.default_rng(seed).permutation(len(y)) % max(2, folds)
     out = np.zeros(len(y))
     for f in np.unique(fold):
         held = fold == f
-        platt = fit_platt(x[~held], y[~held], features)
+        platt = fit_platt(x[~held], y[~held], features, weights=weights[~held])
         out[held] = [platt(dict(zip(features, row))) for row in x[held]]
     return out

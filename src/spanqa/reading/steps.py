@@ -128,7 +128,7 @@ def finish(
     if not ranked:  # no window had a valid span (e.g. max_answer_len shorter than any token)
         return Prediction([], True, float("-inf"), answerable=0.0, answerable_prior=None)
     heads = _disjoint(ranked)
-    features = _features(ranked[0][1], p)
+    features = _features(ranked[0][1], p, item[0])
     prior = decision[1] if decision[0] == "prior" else None
     prior = calibration.default_prior if prior is None else prior
     answerable = calibration.answerable_prob(features, prior)
@@ -142,7 +142,9 @@ def finish(
     for (doc, a, b), score in heads[:top_k]:
         context = item[1][doc] if multi else item[1]
         # each answer's own calibrated score, never above a better one's nor past what they leave
-        prob = min(calibration.span_score(_features(score, p)), left, answers[-1].score if answers else 1.0)
+        prob = min(
+            calibration.span_score(_features(score, p, item[0])), left, answers[-1].score if answers else 1.0
+        )
         left -= prob
         answers.append(Answer(context[a:b], a, b, prob, doc if multi else None))
     return Prediction(
@@ -155,9 +157,10 @@ def finish(
     )
 
 
-def _features(top: float, p: Pending) -> dict[str, float]:
+def _features(top: float, p: Pending, question: str) -> dict[str, float]:
     """The raw scores of a question's top span that the calibrations read (calibration.py names them)."""
     return {
+        "question_log_words": math.log(max(1, len(question.split()))),
         "null_score_diff": float(top - p.null),
         "span_log_share": float(top - p.logsumexp),
         "span_logit": share_logit(float(top - p.logsumexp)),
