@@ -3,7 +3,6 @@ line, and always before the (slow) model load when the mistake can be seen witho
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import sys
@@ -12,21 +11,11 @@ from pathlib import Path
 import pytest
 
 from spanqa import InputError, ModelError, Reader
-from spanqa.cli.main import main
+from test_cli import run  # one in-process CLI runner for both files
 from tiny_models import CORPUS, tiny_model_dir, tiny_reader
 
 CONTEXT = " ".join(CORPUS)
 QUESTION = "When was the lighthouse first lit?"
-
-
-def run(capsys, monkeypatch, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8"))
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code, err: str) -> str:

@@ -123,26 +123,28 @@ def fit_calibration(
     null_threshold: float,
     default_prior: float | None = None,
     span_sets: Sequence[Sequence[QuestionResult]] = (),
-) -> Calibration:
-    """Both calibrations fitted on the results: spans on the answerable questions, answerable on all.
+) -> tuple[Calibration, dict[str, float]]:
+    """Both calibrations fitted on the results: spans on the answerable questions, answerable on all; and
+    the span feature sets' worst-set ECE that chose the span calibration's features (fit_span_calibration).
 
     `span_sets`: more sets whose answerable questions join the span calibration only (e.g. an
     all-answerable set in another question style); each weighs as much as the results' answerable ones.
     """
-    span, _ = fit_span_calibration(results, span_sets)
+    span, span_scores = fit_span_calibration(results, span_sets)
     with_span = [r for r in results if r.has_span]  # no span: answerable is 0 whatever the regression
     x = np.array([[r.features[f] for f in ANSWERABLE_FEATURES] for r in with_span], dtype=np.float64)
     y = np.array([r.has_answer for r in with_span], dtype=np.float64)
     answer = fit_platt(x.reshape(-1, len(ANSWERABLE_FEATURES)), y, ANSWERABLE_FEATURES)
     tuning_prior = float(np.mean([r.has_answer for r in results]))
     tuning_prior = min(max(tuning_prior, 0.01), 0.99)
-    return Calibration(
+    calibration = Calibration(
         span=span,
         answerable=answer,
         tuning_prior=tuning_prior,
         default_prior=tuning_prior if default_prior is None else default_prior,
         null_threshold=null_threshold,
     )
+    return calibration, span_scores
 
 
 # A richer span feature set is kept only when it lowers the worst set's cross-validated ECE by this much.
@@ -167,10 +169,8 @@ def fit_span_calibration(
     candidates = [fs for fs in SPAN_FEATURE_SETS if all(f in r.features for r in rows for f in fs)]
     scores: dict[str, float] = {}
     best = SPAN_FEATURES
-    for features in candidates:
+    for features in candidates if len(rows) >= 10 else []:  # fewer: no folds worth the name
         x = np.array([[r.features[f] for f in features] for r in rows], dtype=np.float64)
-        if len(rows) < 10:
-            break
         probs = cross_validated_probs(x, y, features, weights=weights)
         worst = max(
             expected_calibration_error(probs[which == i], y[which == i], ECE_BINS) for i in range(len(groups))
@@ -212,7 +212,7 @@ def tune_results(
         answerable_prior = check_prior(card["answerable_prior"], "the card's answerable_prior")
     best_f1, threshold = best_threshold(results)
     span_sets = span_sets or {}
-    calibration = fit_calibration(results, threshold, answerable_prior, list(span_sets.values()))
+    calibration, feature_ece = fit_calibration(results, threshold, answerable_prior, list(span_sets.values()))
     raw = Calibration(null_threshold=threshold)  # uncalibrated: softmax shares, raw threshold score
     metrics = evaluate_results(decided(results, calibration), calibration)
     section = {
@@ -227,7 +227,7 @@ def tune_results(
         "span_ece_after_cv5": _cv_ece(results, "span", calibration.span.features)  # type: ignore[union-attr]
         if not span_sets
         else None,
-        "span_features_worst_set_ece_cv5": fit_span_calibration(results, list(span_sets.values()))[1],
+        "span_features_worst_set_ece_cv5": feature_ece,
         "span_sets": {
             name: {
                 "questions": len(extra),
