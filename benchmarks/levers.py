@@ -11,28 +11,39 @@ Graph variants (built into $SPANQA_CACHE/levers/<model hash>/ from the model's c
   the last --calibration-n questions of the tuning file, MinMax), fused Attention dynamic int8 (QDQ has
   no Attention);
 - int8-outliersK: the shipped recipe with the feed-forward output products int8 except their K largest
-  input channels (spanqa.backends.outliers).
+  input channels (spanqa.backends.outliers);
+- int8-alphaA: the shipped recipe with smoothing alpha A (e.g. int8-alpha0.4) instead of SMOOTH_ALPHA;
+- int8-calN: the shipped recipe with smoothing calibrated on N windows of the tuning file's last questions
+  instead of the export's verification batch;
+- int8-keepA+B: the shipped recipe also keeping fp32 the products whose node names contain A or B (e.g.
+  int8-keepqa_outputs, int8-keeplayer.5/+Attention_5).
 Modes: BxL = answer_batch with batch size B, L lanes (L one-thread runs in parallel, each on a share of the
 batch's rows; L=1: one run using every core). Every (variant, mode) answers the same --limit questions per
 round, the order rotated each round; --single questions are also answered one at a time for p50. Medians.
-Accuracy: F1 on the questions, and the share of final answers equal to fp32's (the issue's >= 97%).
+Accuracy: F1 on the questions, and the share of final answers equal to fp32's (the issue's >= 97%); of the
+differing ones, how many are answer vs no answer (the decision moved, not the span); and the share of top
+spans equal to fp32's whatever the decision.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spanqa.backends import quantize
 from spanqa.backends.model_cache import cache_root, model_fingerprint
 from spanqa.backends.model_dir import resolve_model
 from spanqa.backends.onnx_backend import OnnxBackend, cpu_cores, onnx_file
+from spanqa.backends.quantize import INT8_OPS
 from spanqa.evaluation.bench import cpu_model, default_data
 from spanqa.evaluation.metrics import get_raw_scores
 from spanqa.evaluation.squad import load_squad
@@ -45,34 +56,77 @@ TUNE = Path("/root/.cache/spanqa-work/data/dev-rest-tune.json")
 def build_variants(
     model_dir: Path, names: list[str], calibration_file: Path, calibration_n: int
 ) -> dict[str, Path]:
-    from spanqa.backends import quantize
     from spanqa.backends.export import verify_inputs
 
     fp32, int8 = onnx_file(model_dir, int8=False), onnx_file(model_dir, int8=True)
     work = cache_root() / "levers" / model_fingerprint(model_dir)[:32]
     work.mkdir(parents=True, exist_ok=True)
     files = {"fp32": fp32, "int8": int8}
-    if "int8-ffn" in names and not (work / "int8-ffn.onnx").is_file():
-        keep, quantize.KEEP_FFN_OUTPUT_FP32 = quantize.KEEP_FFN_OUTPUT_FP32, False
-        try:
-            quantize.quantize_int8(fp32, work / "int8-ffn.onnx", verify_inputs(model_dir))
-        finally:
-            quantize.KEEP_FFN_OUTPUT_FP32 = keep
-    files["int8-ffn"] = work / "int8-ffn.onnx"
     for name in names:
-        if name.startswith("int8-outliers"):  # int8-outliersK: feed-forward outputs int8, K channels fp32
-            k = int(name.removeprefix("int8-outliers") or 32)
-            if not (work / f"{name}.onnx").is_file():
-                keep, quantize.FFN_OUTLIER_CHANNELS = quantize.FFN_OUTLIER_CHANNELS, k
-                try:
-                    quantize.quantize_int8(fp32, work / f"{name}.onnx", verify_inputs(model_dir))
-                finally:
-                    quantize.FFN_OUTLIER_CHANNELS = keep
-            files[name] = work / f"{name}.onnx"
+        recipe = recipe_change(name)
+        if recipe is None:
+            continue
+        files[name] = work / (name.replace("/", "_") + ".onnx")
+        if files[name].is_file():
+            continue
+        calibration = verify_inputs(model_dir)
+        if name.startswith("int8-cal"):  # smoothing calibrated on N windows of the tuning file
+            calibration = calibration_batch(model_dir, calibration_file, int(name.removeprefix("int8-cal")))
+        with changed_recipe(recipe):
+            quantize.quantize_int8(fp32, files[name], calibration)
     if "int8-static" in names and not (work / "int8-static.onnx").is_file():
         build_static(model_dir, fp32, work / "int8-static.onnx", calibration_file, calibration_n)
     files["int8-static"] = work / "int8-static.onnx"
     return {n: files[n] for n in names}
+
+
+def recipe_change(name: str) -> dict[str, Any] | None:
+    """The settings of spanqa.backends.quantize that variant `name` changes (None: not a recipe variant)."""
+    if name == "int8-ffn":
+        return {"KEEP_FFN_OUTPUT_FP32": False}
+    if name == "int8-fullrange":  # 8-bit weights, not 7
+        return {"QUANT_REDUCE_RANGE": False}
+    if name.startswith("int8-outliers"):  # feed-forward outputs int8 except their K largest channels
+        return {"FFN_OUTLIER_CHANNELS": int(name.removeprefix("int8-outliers") or 32)}
+    if name.startswith("int8-alpha"):
+        return {"SMOOTH_ALPHA": float(name.removeprefix("int8-alpha"))}
+    if name.startswith("int8-cal"):
+        return {}
+    if name.startswith("int8-keep"):  # also fp32: the products whose node names contain one of the parts
+        parts, shipped = name.removeprefix("int8-keep").split("+"), quantize.ffn_output_matmuls
+
+        def kept(file: Path) -> list[str]:
+            import onnx
+
+            nodes = onnx.load(str(file)).graph.node
+            return shipped(file) + [
+                n.name for n in nodes if n.op_type in INT8_OPS and any(p in n.name for p in parts)
+            ]
+
+        return {"ffn_output_matmuls": kept}
+    return None
+
+
+@contextlib.contextmanager
+def changed_recipe(changes: dict[str, Any]) -> Iterator[None]:
+    saved = {k: getattr(quantize, k) for k in changes}
+    for k, v in changes.items():
+        setattr(quantize, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(quantize, k, v)
+
+
+def calibration_batch(model_dir: Path, calibration_file: Path, n: int) -> dict[str, np.ndarray]:
+    """The reader's windows of the tuning file's last n questions (agreement is measured on the first ones)
+    as one padded batch."""
+    reader = Reader.load(model_dir, backend="onnx")
+    examples = load_squad(calibration_file)[-n:]
+    windower = reader._windower(None, DEFAULT_DOC_STRIDE)
+    windows = windower([e.question for e in examples], [e.context for e in examples])
+    return pad_batch(windows, list(range(min(n, len(windows)))), reader.pad_id, reader.token_types)
 
 
 def build_static(model_dir: Path, fp32: Path, out: Path, calibration_file: Path, n: int) -> None:
@@ -139,8 +193,9 @@ def build_static(model_dir: Path, fp32: Path, out: Path, calibration_file: Path,
     qdq.unlink(missing_ok=True)
 
 
-def answers(preds: list[Any]) -> list[str]:
-    return [p.best.text if p.best is not None else "" for p in preds]
+def answers(preds: list[Any]) -> list[tuple[str, str]]:
+    """Each prediction's final answer ("" for no answer) and its top span whatever the decision."""
+    return [(p.best.text if p.best else "", p.answers[0].text if p.answers else "") for p in preds]
 
 
 def main() -> None:
@@ -223,21 +278,29 @@ def main() -> None:
     print(f"- CPU: {cpu_model()}, {cpu_cores()} cores; load average {load_before:.1f} -> {load_after:.1f}")
     print(f"- medians of {args.rounds} interleaved rounds")
     print(f"- command: python benchmarks/levers.py {' '.join(sys.argv[1:])}\n")
-    print("| variant | mode | queries/s (median) | each round | p50 ms (single) | F1 | same answer as fp32 |")
-    print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    print(
+        "| variant | mode | queries/s (median) | each round | p50 ms (single) | F1 | same answer as fp32 "
+        "| differing answers: answer vs no answer | same top span as fp32 |"
+    )
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for config in configs:
         name, batch, lanes = config
-        answered = got[name.partition("@")[0]]
-        _, f1 = get_raw_scores(golds, dict(zip(ids, answered)))
-        same = "-"
+        final = [a for a, _ in got[name.partition("@")[0]]]
+        _, f1 = get_raw_scores(golds, dict(zip(ids, final)))
+        same = flips = top = "-"
         if "fp32" in got:
-            same = f"{100 * np.mean([a == b for a, b in zip(answered, got['fp32'])]):.1f}%"
+            pairs = list(zip(got[name.partition("@")[0]], got["fp32"]))
+            differ = [a != b for (a, _), (b, _) in pairs]
+            same = f"{100 * (1 - np.mean(differ)):.1f}%"
+            # one side answers and the other does not: the decision moved, not the span
+            flips = f"{sum((a == '') != (b == '') for (a, _), (b, _) in pairs)} of {sum(differ)}"
+            top = f"{100 * np.mean([a == b for (_, a), (_, b) in pairs]):.1f}%"
         mode = "single" if lanes == 0 else f"batch {batch}, {lanes} lane{'s' if lanes > 1 else ''}"
         single = f"{statistics.median(p50[name]):.1f}" if lanes == 0 else "-"
         print(
             f"| {name} | {mode} | {statistics.median(qps[config]):.1f} | "
             f"{' / '.join(f'{q:.1f}' for q in qps[config])} | {single} | "
-            f"{100 * np.mean(list(f1.values())):.2f} | {same} |"
+            f"{100 * np.mean(list(f1.values())):.2f} | {same} | {flips} | {top} |"
         )
 
 

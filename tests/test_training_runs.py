@@ -173,7 +173,6 @@ def test_a_run_is_extended_with_data_and_epochs(whole, tiny_bert_dir, tmp_path, 
     "argv, message",
     [
         (["--lr", "5e-4"], "--lr cannot change when resuming"),
-        (["--epochs", "1"], "--epochs can only be raised"),
         (["--train", "other.json"], "must list the run's files first"),
         (["--batch-size", "8"], "--batch-size cannot change"),
     ],
@@ -191,6 +190,26 @@ def test_resume_refuses_changes_that_are_not_an_extension(
     capsys.readouterr()
     rc, _, err = _run(capsys, "train", "--resume", "--out", str(out), *argv)
     assert rc == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_run_is_shortened_but_not_past_its_step(whole, tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    from spanqa.training.loop import train
+
+    out = tmp_path / "model"
+    with monkeypatch.context() as m:
+        _stop_at(m, 4)
+        with pytest.raises(KeyboardInterrupt):
+            train(_config(tiny_bert_dir, out))  # 2 epochs
+    capsys.readouterr()
+    rc, _, err = _run(capsys, "train", "--resume", "--out", str(out), "--epochs", "0.1")
+    assert rc == 2 and err.splitlines()[-1].endswith("lower --epochs less (or keep the model as it is)")
+    assert "would end the run at step" in err and "Traceback" not in err
+    rc, _, err = _run(capsys, "train", "--resume", "--out", str(out), "--epochs", "1.5")
+    assert rc == 0, err
+    card = read_card(out)["training"]
+    full = read_card(whole)["training"]  # the same data and settings, 2 epochs uninterrupted
+    assert card["hyperparameters"]["epochs"] == 1.5
+    assert card["steps"] == round(full["steps"] * 1.5 / 2) < full["steps"]
 
 
 def test_a_run_being_trained_cannot_be_resumed_twice(tiny_bert_dir, tmp_path, monkeypatch, capsys):
@@ -261,8 +280,20 @@ def test_raising_epochs_gives_the_order_of_a_run_started_with_more():
     longer = extend_plan(plan, 10, lengths, 16, 3, 3)
     assert _same(longer.batches, initial_plan(lengths, 16, 3, 3).batches)
     assert longer.total_steps == initial_plan(lengths, 16, 3, 3).total_steps
-    with pytest.raises(Exception, match="can only be raised"):
-        extend_plan(plan, 10, lengths, 16, 3, 1)
+
+
+def test_lowering_epochs_ends_the_run_sooner_in_the_same_order():
+    lengths = np.random.default_rng(7).integers(20, 256, size=500)
+    plan = initial_plan(lengths, 16, 3, 2)
+    shorter = extend_plan(plan, 10, lengths, 16, 3, 1.5)
+    assert shorter.total_steps == initial_plan(lengths, 16, 3, 1.5).total_steps < plan.total_steps
+    assert _same(shorter.batches[: shorter.total_steps], plan.batches[: shorter.total_steps])
+    # raised again later: the order a run started with the higher count has
+    assert _same(extend_plan(shorter, 20, lengths, 16, 3, 3).batches, initial_plan(lengths, 16, 3, 3).batches)
+    with pytest.raises(Exception, match="would end the run at step"):
+        extend_plan(plan, shorter.total_steps, lengths, 16, 3, 1.5)
+    with pytest.raises(Exception, match="while adding data"):
+        extend_plan(plan, 10, np.concatenate([lengths, lengths[:20]]), 16, 3, 1.5)
 
 
 def test_appended_windows_join_the_epoch_in_progress_and_every_later_epoch():

@@ -98,7 +98,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "--resume",
         action="store_true",
         help="continue the run of --out where it stopped; with a higher --epochs or more --train files, "
-        "extend it",
+        "extend it; with a lower --epochs, end it sooner",
     )
     p.add_argument(
         "--status", metavar="DIR", help="print where the run of DIR (its --out or run directory) stands"

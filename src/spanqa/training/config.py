@@ -119,7 +119,8 @@ def config_json(cfg: TrainConfig) -> str:
 
 def merge_for_resume(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
     """The saved run's settings with the options given on `--resume`, refusing changes that are not an
-    extension: --epochs may only grow, and --train may only add files after the run's own."""
+    extension or a shortening: --epochs may change (schedule.extend_plan refuses an end already passed), and
+    --train may only add files after the run's own."""
     changes: dict[str, Any] = {}
     for name, value in given.items():
         old = getattr(saved, name)
@@ -127,8 +128,7 @@ def merge_for_resume(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
             continue
         option = "--" + name.replace("_", "-")
         if name == "epochs":
-            if value < old:
-                raise InputError(f"--epochs can only be raised on resume: the run has {old:g}, got {value:g}")
+            pass  # raised: more epochs; lowered: schedule.extend_plan checks the new end is still ahead
         elif name == "train":
             if list(value[: len(old)]) != list(old) or len(value) == len(old):
                 raise InputError(

@@ -2,10 +2,11 @@
 
 A plan is whole epochs of length-bucketed random batches (`data.bucketed_batches`), drawn one epoch after
 another from one random generator seeded with the run's seed, exactly as runs were always planned; a
-fractional `--epochs` cuts the last epoch short (`total_steps`). Extending a run never changes a step
-already taken:
+fractional `--epochs` cuts the last epoch short (`total_steps`). Extending or shortening a run never
+changes a step already taken:
 - raising `--epochs` draws further epochs from the same generator, so the order is the one a run started
   with the higher count would have had;
+- lowering `--epochs` keeps the order and ends the run sooner, at a step it has not reached yet;
 - appending data (windows numbered after the old ones) finishes the epoch in progress on its untrained
   windows plus all the new ones, in a fresh random order (seeded by seed, step and window count), and every
   later epoch covers all windows, old and new. A run whose epochs are all done trains the new windows only
@@ -85,7 +86,7 @@ def extend_plan(
             f"the run had {plan.n_windows} windows and the data now give {n}: data can only be added"
         )
     if epochs < plan.epochs:
-        raise InputError(f"--epochs can only be raised: the run has {plan.epochs:g}, got {epochs:g}")
+        return _shortened(plan, step, n, epochs)
     if n == plan.n_windows:
         rng = np.random.default_rng()
         rng.bit_generator.state = plan.rng_state
@@ -106,6 +107,20 @@ def extend_plan(
     grown = Plan(batches, epoch_ends, n, epochs, {})
     _add_epochs(grown, lengths, batch_size, rng)
     return grown
+
+
+def _shortened(plan: Plan, step: int, n_windows: int, epochs: float) -> Plan:
+    """The plan cut to fewer epochs: the order is unchanged, the run ends sooner (and its learning rate,
+    which decays to 0 at the last step, decays faster from here on)."""
+    if n_windows != plan.n_windows:
+        raise InputError("--epochs cannot be lowered while adding data: add the data, then shorten the run")
+    shorter = Plan(plan.batches, plan.epoch_ends, plan.n_windows, epochs, plan.rng_state)
+    if shorter.total_steps <= step:
+        raise InputError(
+            f"--epochs {epochs:g} would end the run at step {shorter.total_steps:,}, and it has trained "
+            f"{step:,} steps already: lower --epochs less (or keep the model as it is)"
+        )
+    return shorter
 
 
 def _add_epochs(plan: Plan, lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> None:
