@@ -12,6 +12,9 @@ Graph variants (built into $SPANQA_CACHE/levers/<model hash>/ from the model's c
   no Attention);
 - int8-outliersK: the shipped recipe with the feed-forward output products int8 except their K largest
   input channels (spanqa.backends.outliers);
+- int8-tw-ffn, int8-tw-all: the shipped recipe with token-wise int8 (spanqa.backends.tokenwise) for the
+  feed-forward output products (fp32 in the shipped recipe), or for every product but fused attention;
+  int8-tw-ffn-8bit, int8-tw-all-8bit: the same with 8-bit weights everywhere (no reduce_range);
 - int8-alphaA: the shipped recipe with smoothing alpha A (e.g. int8-alpha0.4) instead of SMOOTH_ALPHA;
 - int8-calN: the shipped recipe with smoothing calibrated on N windows of the tuning file's last questions
   instead of the export's verification batch;
@@ -81,11 +84,21 @@ def build_variants(
 
 
 def recipe_change(name: str) -> dict[str, Any] | None:
-    """The settings of spanqa.backends.quantize that variant `name` changes (None: not a recipe variant)."""
+    """The settings of spanqa.backends.quantize that variant `name` changes (None: not a recipe variant).
+    Variants combine with "~": int8-tw-ffn~keepAttention_ is int8-tw-ffn with int8-keepAttention_'s change."""
+    if "~" in name:
+        first, *more = name.split("~")
+        changes = [recipe_change(first), *(recipe_change("int8-" + m) for m in more)]
+        return None if None in changes else {k: v for c in changes for k, v in c.items()}  # type: ignore[union-attr]
     if name == "int8-ffn":
         return {"KEEP_FFN_OUTPUT_FP32": False}
     if name == "int8-fullrange":  # 8-bit weights, not 7
         return {"QUANT_REDUCE_RANGE": False}
+    if name.startswith("int8-tw-"):  # token-wise int8 for the feed-forward outputs, or all; -8bit weights
+        changes: dict[str, Any] = {"TOKENWISE": "all" if name.startswith("int8-tw-all") else "ffn-output"}
+        if name.endswith("-8bit"):
+            changes["QUANT_REDUCE_RANGE"] = False
+        return changes
     if name.startswith("int8-outliers"):  # feed-forward outputs int8 except their K largest channels
         return {"FFN_OUTLIER_CHANNELS": int(name.removeprefix("int8-outliers") or 32)}
     if name.startswith("int8-alpha"):

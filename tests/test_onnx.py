@@ -340,3 +340,48 @@ def test_outlier_split_keeps_the_fp32_logits(int8_file: Path, tmp_path: Path, sm
         runs.append(session.run(None, {i.name: x[i.name] for i in session.get_inputs()}))
     for got, want in zip(*runs):
         np.testing.assert_allclose(got[real], want[real], atol=1e-4)
+
+
+def _matmul_model(w: np.ndarray, file: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, w.shape[0]])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, w.shape[1]])
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="product")
+    graph = helper.make_graph([node], "g", [x], [y], [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(file))
+
+
+@pytest.mark.parametrize("weight_levels", [127.0, 63.0])
+def test_tokenwise_int8_gives_each_token_its_own_scale(tmp_path: Path, weight_levels: float) -> None:
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from spanqa.backends.tokenwise import tokenwise_int8
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(64, 16)).astype(np.float32)
+    x = rng.normal(size=(2, 9, 64)).astype(np.float32)
+    x[0, 4] *= 300.0  # one loud token, as [SEP] rows are
+    _matmul_model(w, tmp_path / "fp32.onnx")
+    done = tokenwise_int8(tmp_path / "fp32.onnx", tmp_path / "tw.onnx", ["product"], weight_levels)
+    assert done == ["product"]
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "tw.onnx")).graph.node]
+    assert "MatMulInteger" in ops and "MatMul" not in ops
+    quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "dyn.onnx"), weight_type=QuantType.QInt8)
+
+    def run(name: str, inputs: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"])
+        return session.run(None, {"x": inputs})[0]
+
+    want = x @ w
+    tw, per_call = run("tw.onnx", x), run("dyn.onnx", x)
+    quiet = np.ones(x.shape[:2], dtype=bool)
+    quiet[0, 4] = False
+    tw_err = np.abs(tw - want)[quiet].max() / np.abs(want[quiet]).max()
+    per_call_err = np.abs(per_call - want)[quiet].max() / np.abs(want[quiet]).max()
+    assert tw_err < 0.03  # 8-bit rows and columns: about 1% of the output's range
+    assert tw_err * 10 < per_call_err  # one scale per call leaves the quiet tokens a few levels
+    np.testing.assert_allclose(tw[0, 4], want[0, 4], rtol=0, atol=0.03 * np.abs(want[0, 4]).max())
+    zeros = np.zeros((1, 3, 64), dtype=np.float32)  # an all-zero row: no division by zero
+    np.testing.assert_array_equal(run("tw.onnx", zeros), np.zeros((1, 3, 16), dtype=np.float32))
