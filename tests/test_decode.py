@@ -212,3 +212,34 @@ def test_the_threshold_of_the_model_card_is_the_default(bert_dir):
     reader.card["null_threshold"] = 1.5
     assert reader.answer(QUESTION, CONTEXT).no_answer is True
     assert reader.answer(QUESTION, CONTEXT, null_threshold=0.5).no_answer is False
+
+
+def test_int8_borderline_questions_are_read_again_by_the_fallback(bert_dir):
+    from scripted_backend import ScriptedBackend
+    from spanqa.reading.steps import FALLBACK_MARGIN
+
+    reader, int8 = scripted_reader(bert_dir)
+    granite, harbour, tower = (token_id(reader, w) for w in ("granite", "harbour", "tower"))
+    int8.start[granite] = int8.end[granite] = 2.0  # int8 reads "granite" ...
+    # ... a question about the tower on the edge of the decision, the others far from it
+    int8.null = lambda ids: 4.0 if tower in ids else -4.0
+    clear = ("Who was the engineer?", CONTEXT)
+    edge = (QUESTION, CONTEXT)  # about the tower
+    alone = reader.answer_batch([clear, edge], max_seq_len=128, retrieve="never")  # no fallback: as read
+    assert abs(alone[1].answerable - 0.5) < FALLBACK_MARGIN < abs(alone[0].answerable - 0.5)
+    vocab = reader.tokenizer.get_vocab_size()
+    fp32 = ScriptedBackend(vocab, start={harbour: 2.0}, end={harbour: 2.0}, null=-6.0)
+    made = []
+    int8.fallback = lambda: made.append(1) or fp32
+    preds = reader.answer_batch([clear, edge, clear], max_seq_len=128, retrieve="never")
+    assert [p.answers[0].text for p in preds] == ["granite", "harbour", "granite"]
+    assert preds[1].null_score_diff == 10.0 and not preds[1].no_answer  # fp32's reading, from scratch
+    assert fp32.batch_rows == [1] and made == [1]  # the edge question's one window, one fp32 backend
+
+    # a raw threshold decides on raw scores: nothing is read again; nor when no question is near the edge
+    fp32.batch_rows.clear()
+    preds = reader.answer_batch([clear, edge], max_seq_len=128, null_threshold=0.0, retrieve="never")
+    assert [p.answers[0].text for p in preds] == ["granite", "granite"] and fp32.batch_rows == []
+    made.clear()
+    assert reader.answer(*clear, max_seq_len=128, retrieve="never").answers[0].text == "granite"
+    assert made == [] and fp32.batch_rows == []

@@ -385,3 +385,15 @@ def test_tokenwise_int8_gives_each_token_its_own_scale(tmp_path: Path, weight_le
     np.testing.assert_allclose(tw[0, 4], want[0, 4], rtol=0, atol=0.03 * np.abs(want[0, 4]).max())
     zeros = np.zeros((1, 3, 64), dtype=np.float32)  # an all-zero row: no division by zero
     np.testing.assert_array_equal(run("tw.onnx", zeros), np.zeros((1, 3, 16), dtype=np.float32))
+
+
+def test_int8_has_an_fp32_fallback_made_on_first_use(model_dir: Path, int8_file: Path) -> None:
+    int8 = Reader.load(model_dir, backend="onnx-int8").backend
+    assert Reader.load(model_dir, backend="onnx").backend.fallback is None
+    assert int8._precise_backend is None  # nothing loaded until a question needs it
+    fp32 = int8.fallback()
+    assert fp32.name == "onnx" and fp32.fallback is None and int8.fallback() is fp32
+    x = _inputs(2, 17, 300, seed=4)
+    want = Reader.load(model_dir, backend="onnx").backend.run(x)
+    for got, expected in zip(fp32.run(x), want):
+        np.testing.assert_allclose(got, expected, atol=1e-5)

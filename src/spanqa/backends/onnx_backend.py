@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,14 @@ class OnnxBackend:
     costs a barrier per operator; whole rows per core need none. docs/onnx.md has the measurements.
     """
 
-    def __init__(self, file: Path, name: str, threads: int | None = None, lanes: int | None = None):
+    def __init__(
+        self,
+        file: Path,
+        name: str,
+        threads: int | None = None,
+        lanes: int | None = None,
+        precise: Callable[[], Any] | None = None,
+    ):
         ort = _onnxruntime()
         threads = threads or cpu_cores()
         self.session = _session(ort, file, threads)
@@ -79,6 +87,17 @@ class OnnxBackend:
         if not {"start_logits", "end_logits"} <= set(outputs):
             raise ModelError(f"{file} has outputs {outputs}, not start_logits and end_logits")
         self._outputs = ["start_logits", "end_logits"]
+        # int8: the fp32 backend that re-reads the questions int8 noise could flip
+        # (reading.steps.FALLBACK_MARGIN), made on first use
+        self.fallback: Callable[[], Any] | None = self._fallback if precise is not None else None
+        self._precise, self._precise_backend = precise, None
+        self._precise_lock = threading.Lock()
+
+    def _fallback(self) -> Any:
+        with self._precise_lock:
+            if self._precise_backend is None:
+                self._precise_backend = self._precise()  # type: ignore[misc]
+            return self._precise_backend
 
     def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         feed = {k: inputs[k] for k in self.input_names}
@@ -136,7 +155,14 @@ def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) ->
     if name not in ("onnx", "onnx-int8"):
         raise ModelError(f"unknown ONNX backend {name!r}")
     _onnxruntime()  # a missing runtime is reported before any export work
-    return OnnxBackend(onnx_file(model_dir, int8=name == "onnx-int8"), name, threads)
+    if name == "onnx":
+        return OnnxBackend(onnx_file(model_dir, int8=False), name, threads)
+    return OnnxBackend(
+        onnx_file(model_dir, int8=True),
+        name,
+        threads,
+        precise=lambda: OnnxBackend(onnx_file(model_dir, int8=False), "onnx", threads),
+    )
 
 
 def onnx_file(model_dir: Path, int8: bool) -> Path:

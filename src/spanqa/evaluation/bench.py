@@ -29,6 +29,9 @@ CONFIGS = {  # name -> (backend, batched)
     "onnx-batched": ("onnx", True),
     "onnx-int8-single": ("onnx-int8", False),
     "onnx-int8-batched": ("onnx-int8", True),
+    # int8 alone, without the fp32 re-read of borderline questions (reading.steps.FALLBACK_MARGIN)
+    "onnx-int8-nofallback-single": ("onnx-int8", False),
+    "onnx-int8-nofallback-batched": ("onnx-int8", True),
 }
 DEFAULT_CONFIGS = ("torch-single", "torch-batched", "onnx-batched", "onnx-int8-single", "onnx-int8-batched")
 BASELINE = "torch-single"
@@ -120,6 +123,8 @@ def worker(arg: str, imported_at: float) -> None:
     items = [(ex.question, ex.context) for ex in examples]
     started = time.perf_counter()
     reader = Reader.load(a["model"], backend=backend, threads=a["threads"])
+    if "nofallback" in a["config"]:
+        reader.backend.fallback = None
     load_s = time.perf_counter() - started
     reader.answer(*items[0])
     first_answer_at = time.time()

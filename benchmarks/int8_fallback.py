@@ -1,0 +1,57 @@
+"""Choosing FALLBACK_MARGIN: int8's agreement with fp32 when the questions near the decision are read in fp32.
+
+    python benchmarks/int8_fallback.py [--model DIR] [--data runs/data/dev-rest-tune.json] [--limit 600]
+
+Reads the questions once with int8 alone and once with fp32 (ONNX, batch 8), then for each margin m: the
+share of questions whose int8 `answerable` lies within m of 0.5 (those the reader would read again in fp32),
+and the share of final answers equal to fp32's once they are. Tuning data only: the margin is chosen here and
+measured on dev-half by `spanqa bench`. Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from spanqa.backends.model_dir import resolve_model
+from spanqa.backends.onnx_backend import OnnxBackend, cpu_cores, onnx_file
+from spanqa.evaluation.squad import load_squad
+from spanqa.reading.reader import Reader
+
+MARGINS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05)
+
+
+def final(pred: object) -> str:
+    best = pred.best  # type: ignore[attr-defined]
+    return best.text if best is not None else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--data", type=Path, default=Path("runs/data/dev-rest-tune.json"))
+    parser.add_argument("--limit", type=int, default=600)
+    args = parser.parse_args()
+    model_dir = resolve_model(args.model)
+    examples = load_squad(args.data)[: args.limit]
+    items = [(e.question, e.context) for e in examples]
+    preds = {}
+    for name, int8 in (("fp32", False), ("int8", True)):
+        reader = Reader.load(model_dir, backend="onnx")
+        # the backend alone, without the fallback that Reader.load gives onnx-int8
+        reader.backend = OnnxBackend(onnx_file(model_dir, int8=int8), name, threads=cpu_cores())
+        preds[name] = reader.answer_batch(items, batch_size=8)
+    margin = np.array([abs(p.answerable - 0.5) for p in preds["int8"]])
+    same = np.array([final(a) == final(b) for a, b in zip(preds["fp32"], preds["int8"])])
+    print(f"# int8 with fp32 re-reads: {model_dir.name}, {len(items)} questions of {args.data.name}\n")
+    print("| margin | questions read again | same answer as fp32 |")
+    print("| ---: | ---: | ---: |")
+    for m in MARGINS:
+        again = margin < m
+        print(f"| {m:g} | {100 * again.mean():.1f}% | {100 * (again | same).mean():.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
