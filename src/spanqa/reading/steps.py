@@ -1,7 +1,9 @@
 """One `answer_batch` call in steps: forward passes gather each question's spans across its windows, then
 `finish` turns them into a Prediction (disjoint answers, calibrated probabilities, the no-answer decision).
 
-Steps let the HTTP service interleave requests and drop abandoned ones between passes.
+Steps let the HTTP service interleave requests and drop abandoned ones between passes. When the backend has
+a `fallback` (onnx-int8: fp32), the questions whose decision its noise could flip are read again by it in
+further steps of the same Reading (FALLBACK_MARGIN).
 """
 
 from __future__ import annotations
