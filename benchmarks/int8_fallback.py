@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--data", type=Path, default=Path("runs/data/dev-rest-tune.json"))
     parser.add_argument("--limit", type=int, default=600)
+    parser.add_argument("--int8-file", type=Path, help="another int8 graph (e.g. a levers.py variant)")
     args = parser.parse_args()
     model_dir = resolve_model(args.model)
     examples = load_squad(args.data)[: args.limit]
@@ -41,11 +42,14 @@ def main() -> None:
     for name, int8 in (("fp32", False), ("int8", True)):
         reader = Reader.load(model_dir, backend="onnx")
         # the backend alone, without the fallback that Reader.load gives onnx-int8
-        reader.backend = OnnxBackend(onnx_file(model_dir, int8=int8), name, threads=cpu_cores())
+        file = args.int8_file if int8 and args.int8_file else onnx_file(model_dir, int8=int8)
+        reader.backend = OnnxBackend(file, name, threads=cpu_cores())
         preds[name] = reader.answer_batch(items, batch_size=8)
     margin = np.array([abs(p.answerable - 0.5) for p in preds["int8"]])
     same = np.array([final(a) == final(b) for a, b in zip(preds["fp32"], preds["int8"])])
-    print(f"# int8 with fp32 re-reads: {model_dir.name}, {len(items)} questions of {args.data.name}\n")
+    graph = args.int8_file.name if args.int8_file else "the shipped int8 recipe"
+    where = f"{model_dir.name} ({graph}), {len(items)} questions of {args.data.name}"
+    print(f"# int8 with fp32 re-reads: {where}\n")
     print("| margin | questions read again | same answer as fp32 |")
     print("| ---: | ---: | ---: |")
     for m in MARGINS:
