@@ -236,6 +236,16 @@ def test_int8_borderline_questions_are_read_again_by_the_fallback(bert_dir):
     assert preds[1].null_score_diff == 10.0 and not preds[1].no_answer  # fp32's reading, from scratch
     assert fp32.batch_rows == [1] and made == [1]  # the edge question's one window, one fp32 backend
 
+    # stepped as the HTTP service steps it: the re-read is more work before the reading is done
+    fp32.batch_rows.clear()
+    reading = reader.reading([clear, edge], max_seq_len=128, retrieve="never")
+    costs = []
+    while reading.next_cost():
+        costs.append(reading.next_cost())
+        reading.step()
+    assert len(costs) == 2 and fp32.batch_rows == [1]  # one int8 pass of both windows, one fp32 pass
+    assert [p.answers[0].text for p in reading.predictions()] == ["granite", "harbour"]
+
     # a raw threshold decides on raw scores: nothing is read again; nor when no question is near the edge
     fp32.batch_rows.clear()
     preds = reader.answer_batch([clear, edge], max_seq_len=128, null_threshold=0.0, retrieve="never")
