@@ -157,12 +157,14 @@ def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) ->
     _onnxruntime()  # a missing runtime is reported before any export work
     if name == "onnx":
         return OnnxBackend(onnx_file(model_dir, int8=False), name, threads)
-    return OnnxBackend(
-        onnx_file(model_dir, int8=True),
-        name,
-        threads,
-        precise=lambda: OnnxBackend(onnx_file(model_dir, int8=False), "onnx", threads),
-    )
+
+    # the fp32 re-read needs an fp32 graph or the weights to make one: a directory holding only the int8
+    # graph (`spanqa export --int8`, the copy shipped to Ray workers) answers with int8 alone
+    def fp32() -> OnnxBackend:
+        return OnnxBackend(onnx_file(model_dir, int8=False), "onnx", threads)
+
+    has_fp32 = bool(weight_files(model_dir)) or (model_dir / FP32_FILE).is_file()
+    return OnnxBackend(onnx_file(model_dir, int8=True), name, threads, precise=fp32 if has_fp32 else None)
 
 
 def onnx_file(model_dir: Path, int8: bool) -> Path:

@@ -153,7 +153,8 @@ def resolve_backend(model: str | os.PathLike | None, backend: str) -> str:
 
 def model_files(model: str | os.PathLike | None, backend: str) -> dict[str, bytes]:
     """The files a worker needs to load `model` with `backend`: for ONNX, the exported graph (made here,
-    once, if the export cache lacks it) with the tokenizer, config and card, and no PyTorch weights."""
+    once, if the export cache lacks it; for onnx-int8 the fp32 one as well) with the tokenizer, config and
+    card, and no PyTorch weights."""
     from spanqa.backends.model_cache import FP32_FILE, INT8_FILE, weight_files
     from spanqa.backends.model_dir import resolve_model
 
@@ -164,12 +165,13 @@ def model_files(model: str | os.PathLike | None, backend: str) -> dict[str, byte
         return {p.name: p.read_bytes() for p in top_level}
     from spanqa.backends.onnx_backend import onnx_file
 
-    int8 = backend == "onnx-int8"
-    graph = onnx_file(model_dir, int8=int8)
-    if graph.with_name(graph.name + ".data").is_file():
-        raise ModelError(f"{graph} keeps its weights in an external file; give the workers a shared path")
     files = {p.name: p.read_bytes() for p in top_level if p not in weights and p.name != "export.json"}
-    files[INT8_FILE if int8 else FP32_FILE] = graph.read_bytes()
+    # int8 with its fp32 graph too: workers re-read borderline questions in fp32 as the local reader does
+    for int8 in (False, True) if backend == "onnx-int8" else (False,):
+        graph = onnx_file(model_dir, int8=int8)
+        if graph.with_name(graph.name + ".data").is_file():
+            raise ModelError(f"{graph} keeps its weights in an external file; give the workers a shared path")
+        files[INT8_FILE if int8 else FP32_FILE] = graph.read_bytes()
     return files
 
 
