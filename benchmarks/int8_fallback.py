@@ -17,15 +17,11 @@ import numpy as np
 
 from spanqa.backends.model_dir import resolve_model
 from spanqa.backends.onnx_backend import OnnxBackend, cpu_cores, onnx_file
+from spanqa.evaluation.bench import final_answer
 from spanqa.evaluation.squad import load_squad
 from spanqa.reading.reader import Reader
 
 MARGINS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05)
-
-
-def final(pred: object) -> str:
-    best = pred.best  # type: ignore[attr-defined]
-    return best.text if best is not None else ""
 
 
 def main() -> None:
@@ -46,7 +42,7 @@ def main() -> None:
         reader.backend = OnnxBackend(file, name, threads=cpu_cores())
         preds[name] = reader.answer_batch(items, batch_size=8)
     margin = np.array([abs(p.answerable - 0.5) for p in preds["int8"]])
-    same = np.array([final(a) == final(b) for a, b in zip(preds["fp32"], preds["int8"])])
+    same = np.array([final_answer(a) == final_answer(b) for a, b in zip(preds["fp32"], preds["int8"])])
     graph = args.int8_file.name if args.int8_file else "the shipped int8 recipe"
     where = f"{model_dir.name} ({graph}), {len(items)} questions of {args.data.name}"
     print(f"# int8 with fp32 re-reads: {where}\n")

@@ -14,12 +14,13 @@ Graph variants (built into $SPANQA_CACHE/levers/<model hash>/ from the model's c
   input channels (spanqa.backends.outliers);
 - int8-tw-ffn, int8-tw-all: the shipped recipe with token-wise int8 (spanqa.backends.tokenwise) for the
   feed-forward output products (fp32 in the shipped recipe), or for every product but fused attention;
-  int8-tw-ffn-8bit, int8-tw-all-8bit: the same with 8-bit weights everywhere (no reduce_range);
+- int8-fullrange: the shipped recipe with 8-bit weights, not 7 (no reduce_range: safe with VNNI only);
 - int8-alphaA: the shipped recipe with smoothing alpha A (e.g. int8-alpha0.4) instead of SMOOTH_ALPHA;
 - int8-calN: the shipped recipe with smoothing calibrated on N windows of the tuning file's last questions
   instead of the export's verification batch;
 - int8-keepA+B: the shipped recipe also keeping fp32 the products whose node names contain A or B (e.g.
   int8-keepqa_outputs, int8-keeplayer.5/+Attention_5).
+Recipe variants combine with "~": int8-tw-ffn~fullrange is int8-tw-ffn with int8-fullrange's change too.
 Modes: BxL = answer_batch with batch size B, L lanes (L one-thread runs in parallel, each on a share of the
 batch's rows; L=1: one run using every core). Every (variant, mode) answers the same --limit questions per
 round, the order rotated each round; --single questions are also answered one at a time for p50. Medians.
@@ -94,11 +95,8 @@ def recipe_change(name: str) -> dict[str, Any] | None:
         return {"KEEP_FFN_OUTPUT_FP32": False}
     if name == "int8-fullrange":  # 8-bit weights, not 7
         return {"QUANT_REDUCE_RANGE": False}
-    if name.startswith("int8-tw-"):  # token-wise int8 for the feed-forward outputs, or all; -8bit weights
-        changes: dict[str, Any] = {"TOKENWISE": "all" if name.startswith("int8-tw-all") else "ffn-output"}
-        if name.endswith("-8bit"):
-            changes["QUANT_REDUCE_RANGE"] = False
-        return changes
+    if name in ("int8-tw-ffn", "int8-tw-all"):  # token-wise int8 for the feed-forward outputs, or all
+        return {"TOKENWISE": "ffn-output" if name == "int8-tw-ffn" else "all"}
     if name.startswith("int8-outliers"):  # feed-forward outputs int8 except their K largest channels
         return {"FFN_OUTLIER_CHANNELS": int(name.removeprefix("int8-outliers") or 32)}
     if name.startswith("int8-alpha"):
@@ -132,13 +130,18 @@ def changed_recipe(changes: dict[str, Any]) -> Iterator[None]:
             setattr(quantize, k, v)
 
 
-def calibration_batch(model_dir: Path, calibration_file: Path, n: int) -> dict[str, np.ndarray]:
-    """The reader's windows of the tuning file's last n questions (agreement is measured on the first ones)
-    as one padded batch."""
+def tuning_windows(model_dir: Path, calibration_file: Path, n: int) -> tuple[Reader, Any]:
+    """A reader of the model and its windows of the tuning file's last n questions (agreement is measured
+    on the first ones)."""
     reader = Reader.load(model_dir, backend="onnx")
     examples = load_squad(calibration_file)[-n:]
     windower = reader._windower(None, DEFAULT_DOC_STRIDE)
-    windows = windower([e.question for e in examples], [e.context for e in examples])
+    return reader, windower([e.question for e in examples], [e.context for e in examples])
+
+
+def calibration_batch(model_dir: Path, calibration_file: Path, n: int) -> dict[str, np.ndarray]:
+    """The first n of those windows as one padded batch."""
+    reader, windows = tuning_windows(model_dir, calibration_file, n)
     return pad_batch(windows, list(range(min(n, len(windows)))), reader.pad_id, reader.token_types)
 
 
@@ -164,10 +167,7 @@ def build_static(model_dir: Path, fp32: Path, out: Path, calibration_file: Path,
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     onnx.save(SymbolicShapeInference.infer_shapes(onnx.load(str(smoothed)), auto_merge=True), str(smoothed))
-    reader = Reader.load(model_dir, backend="onnx")
-    windower = reader._windower(None, DEFAULT_DOC_STRIDE)
-    examples = load_squad(calibration_file)[-n:]  # the last n: agreement is measured on the first ones
-    windows = windower([e.question for e in examples], [e.context for e in examples])
+    reader, windows = tuning_windows(model_dir, calibration_file, n)
     feeds = [pad_batch(windows, [i], reader.pad_id, reader.token_types) for i in range(len(windows))]
     names = reader.backend.input_names
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spanqa.evaluation.evaluate import ECE_BINS, read_questions, span_scores
 from spanqa.evaluation.metrics import compute_exact
 from spanqa.evaluation.squad import load_squad
 from spanqa.reading.calibration import expected_calibration_error
@@ -26,26 +27,19 @@ FILES = [DATA / "squad-v2.0-dev-half.json", DATA / "tydiqa-en-dev.json"]
 
 
 def measure(reader: Reader, file: Path) -> dict[str, float]:
-    examples = [e for e in load_squad(file) if e.answers]
-    preds = reader.answer_batch([(e.question, e.context) for e in examples], batch_size=16)
-    rows = [
-        (
-            p.answers[0].score,
-            max(compute_exact(a.text, p.answers[0].text) for a in e.answers),
-            compute_exact(e.answers[0].text, p.answers[0].text),
-            len({a.text for a in e.answers}) >= 2,
-        )
-        for e, p in zip(examples, preds)
-        if p.answers
-    ]
-    score, any_gold, first_gold, several = (np.array(column, dtype=np.float64) for column in zip(*rows))
+    """The evaluation's own span scores and "right" (any gold: `span_scores`), beside the first gold only."""
+    results = read_questions(reader, [e for e in load_squad(file) if e.answers], batch_size=16)
+    score, any_gold = span_scores(results, reader.calibration)
+    kept = [r for r in results if r.has_answer and r.has_span]  # the rows span_scores keeps, in its order
+    first_gold = np.array([compute_exact(r.answers[0], r.text) for r in kept], dtype=np.float64)
+    several = np.array([len(set(r.answers)) >= 2 for r in kept], dtype=np.float64)
     return {
-        "questions": len(rows),
+        "questions": len(kept),
         "mean score": score.mean(),
         "right (any gold)": any_gold.mean(),
         "right (first gold)": first_gold.mean(),
-        "ECE (any gold)": expected_calibration_error(score, any_gold, 10),
-        "ECE (first gold)": expected_calibration_error(score, first_gold, 10),
+        "ECE (any gold)": expected_calibration_error(score, any_gold, ECE_BINS),
+        "ECE (first gold)": expected_calibration_error(score, first_gold, ECE_BINS),
         "2+ distinct golds": several.mean(),
     }
 

@@ -56,9 +56,11 @@ def quantize_int8(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> 
     if TOKENWISE is not None:
         from spanqa.backends.tokenwise import tokenwise_int8
 
-        graph = onnx.load(str(source), load_external_data=False).graph
-        every = [n.name for n in graph.node if n.op_type == "MatMul"]
-        chosen = every if TOKENWISE == "all" else _ffn_outputs(source)
+        if TOKENWISE == "all":
+            graph = onnx.load(str(source), load_external_data=False).graph
+            chosen = [n.name for n in graph.node if n.op_type == "MatMul"]
+        else:
+            chosen = _ffn_outputs(source)
         tw = out.with_name(out.stem + "-tokenwise.onnx")
         tokenwise = tokenwise_int8(source, tw, chosen, weight_levels=63.0 if QUANT_REDUCE_RANGE else 127.0)
         if source != fp32:

@@ -152,7 +152,7 @@ def worker(arg: str, imported_at: float) -> None:
         "first_answer_at": first_answer_at,
         "rss_mb": _peak_rss_mb(),
         "padding": _padding(reader, items, a["batch_size"] if batched else 1),
-        "answers": [_final_answer(p) for p in preds],
+        "answers": [final_answer(p) for p in preds],
         "ids": [ex.id for ex in examples],
     }
     Path(a["out"]).write_text(json.dumps(row), encoding="utf-8")
@@ -194,7 +194,8 @@ def _padding(reader: Any, items: list, batch_size: int) -> float:
     return padding_fraction(lengths, length_batches(lengths, batch_size)) if batch_size > 1 else 0.0
 
 
-def _final_answer(pred: Any) -> str:
+def final_answer(pred: Any) -> str:
+    """The answer a caller acts on: the best span's text, or "" for no answer."""
     best = pred.best
     return best.text if best is not None else ""
 

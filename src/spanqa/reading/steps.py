@@ -70,42 +70,44 @@ class Reading:
         self.done = 0  # batches run so far
         self.pending = [Pending() for _ in plan.items]
         self.backend = reader.backend
-        self.reread: list[int] | None = None  # items read again by the fallback backend, once planned
+        self.reread_planned = False  # whether the fallback's re-read has been decided (once, at the end)
 
     def next_cost(self) -> int:
         """Tokens (rows x padded length) the next step makes the model read; 0 when none is left."""
-        if self.done == len(self.batches):
-            self._plan_fallback()
-        if self.done == len(self.batches):
+        if not self._remaining():
             return 0
         index = self.batches[self.done]
         return len(index) * max(len(self.windows.ids[w]) for w in index)
 
-    def _plan_fallback(self) -> None:
-        """Once the first reading is done: queue the windows of the questions whose decision int8 noise
-        could flip, to be read again (from scratch) by the backend's fallback."""
+    def _remaining(self) -> bool:
+        """Whether a step is left to run; when the first reading is done, the fallback's re-read is planned
+        first: the windows of the questions whose decision int8 noise could flip, read again from scratch."""
+        if self.done < len(self.batches):
+            return True
         fallback = getattr(self.reader.backend, "fallback", None)
-        if self.reread is not None or fallback is None or self.decision[0] != "prior":
-            return
-        self.reread = [
-            i
-            for i, (p, item) in enumerate(zip(self.pending, self.plan.items))
-            if p.spans
-            and abs(finish(p, item, 1, self.decision, self.calibration).answerable - 0.5) < FALLBACK_MARGIN
-        ]
-        if not self.reread:
-            return
-        chosen = set(self.reread)
+        if self.reread_planned or fallback is None or self.decision[0] != "prior":
+            return False
+        self.reread_planned = True
+        chosen = {
+            i for i, (p, item) in enumerate(zip(self.pending, self.plan.items)) if self._near_edge(p, item)
+        }
+        if not chosen:
+            return False
         for i in chosen:
             self.pending[i] = Pending()
         index = np.array([w for w, r in enumerate(self.windows.item) if self.reads[r][0] in chosen])
         self.batches += [index[b] for b in length_batches(self.windows.lengths()[index], self.batch_size)]
         self.backend = fallback()
+        return True
+
+    def _near_edge(self, p: Pending, item: tuple[str, Any]) -> bool:
+        if not p.spans:
+            return False
+        _, answerable, _ = _decision(p, item[0], max(p.spans.values()), self.decision, self.calibration)
+        return abs(answerable - 0.5) < FALLBACK_MARGIN
 
     def step(self) -> int:
-        if self.done == len(self.batches):
-            self._plan_fallback()
-        if self.done == len(self.batches):
+        if not self._remaining():
             return 0
         reader, windows, reads = self.reader, self.windows, self.reads
         index = self.batches[self.done]
@@ -124,7 +126,7 @@ class Reading:
 
     def predictions(self) -> list[Prediction]:
         """The answers, in the caller's order, once every step has run."""
-        if self.done != len(self.batches) or self.next_cost():
+        if self._remaining():
             raise RuntimeError("Reading.predictions() before every step has run")
         items = self.plan.items
         return self.plan.restore(
@@ -162,10 +164,7 @@ def finish(
     if not ranked:  # no window had a valid span (e.g. max_answer_len shorter than any token)
         return Prediction([], True, float("-inf"), answerable=0.0, answerable_prior=None)
     heads = _disjoint(ranked)
-    features = _features(ranked[0][1], p, item[0])
-    prior = decision[1] if decision[0] == "prior" else None
-    prior = calibration.default_prior if prior is None else prior
-    answerable = calibration.answerable_prob(features, prior)
+    features, answerable, prior = _decision(p, item[0], ranked[0][1], decision, calibration)
     if decision[0] == "threshold":
         no_answer = features["null_score_diff"] < decision[1]  # type: ignore[operator]
     else:
@@ -189,6 +188,16 @@ def finish(
         answerable_prior=prior,
         features=features,
     )
+
+
+def _decision(
+    p: Pending, question: str, top: float, decision: tuple[str, float | None], calibration: Calibration
+) -> tuple[dict[str, float], float, float]:
+    """The top span's features, `answerable` at the decision's prior (the card's if none), and that prior."""
+    features = _features(top, p, question)
+    prior = decision[1] if decision[0] == "prior" else None
+    prior = calibration.default_prior if prior is None else prior
+    return features, calibration.answerable_prob(features, prior), prior
 
 
 def _features(top: float, p: Pending, question: str) -> dict[str, float]:
