@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scripted_backend import scripted_reader, token_id
-from spanqa.reading.decode import best_spans, char_span, whole_graphemes
+from spanqa.reading.decode import _scan_graphemes, best_spans, char_span, whole_graphemes
 from spanqa.reading.windows import Windower
+from text_strategies import texts
 from tiny_models import tiny_model_dir
 
 NEG = -1e4
@@ -142,6 +143,14 @@ def test_spans_are_widened_to_whole_graphemes():
     assert whole_graphemes(text, 17, 19) == (17, 19)  # " \u0301" is one grapheme: never widen onto a space
     offsets = np.array([[-1, -1], [0, 4], [5, 6]])
     assert char_span(text, offsets, 1, 1) == (0, 5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts(), st.data())
+def test_the_ascii_shortcut_widens_as_the_full_scan_does(text: str, data: st.DataObject) -> None:
+    a = data.draw(st.integers(0, len(text)))
+    b = data.draw(st.integers(a, len(text)))
+    assert whole_graphemes(text, a, b) == _scan_graphemes(text, a, b)
 
 
 # ---- across windows, through the Reader with scripted logits ----------------------------------------------

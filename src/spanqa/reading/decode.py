@@ -109,6 +109,15 @@ def whole_graphemes(context: str, a: int, b: int) -> tuple[int, int]:
     normalizers map "é" back to the "e" alone), so token edges can fall inside what a reader sees as one
     character. A widened edge that would make the span begin or end with whitespace is left as it was.
     """
+    if context[max(0, a - 1) : a + 1].isascii() and context[max(0, b - 1) : b + 1].isascii():
+        # Between two ASCII characters there is always a grapheme boundary (ASCII has no combining marks,
+        # joiners or prepends; CR LF is whitespace and never widens): nothing to scan. Most spans in most
+        # texts end here, which matters since every candidate span of every question passes through.
+        return a, b
+    return _scan_graphemes(context, a, b)
+
+
+def _scan_graphemes(context: str, a: int, b: int) -> tuple[int, int]:
     lo, hi = max(0, a - _GRAPHEME_REACH), min(len(context), b + _GRAPHEME_REACH)
     start, end = a, b
     for m in _grapheme_pattern().finditer(context, lo, hi):
