@@ -14,6 +14,8 @@ Graph variants (built into $SPANQA_CACHE/levers/<model hash>/ from the model's c
   input channels (spanqa.backends.outliers);
 - int8-tw-ffn, int8-tw-all: the shipped recipe with token-wise int8 (spanqa.backends.tokenwise) for the
   feed-forward output products (fp32 in the shipped recipe), or for every product but fused attention;
+- fp32-fusedln, int8-fusedln: the export with ONNX Runtime's fused (Skip)LayerNormalization kernels, as
+  before spanqa.backends.layernorm wrote them as plain operators;
 - int8-fullrange: the shipped recipe with 8-bit weights, not 7 (no reduce_range: safe with VNNI only);
 - int8-alphaA: the shipped recipe with smoothing alpha A (e.g. int8-alpha0.4) instead of SMOOTH_ALPHA;
 - int8-calN: the shipped recipe with smoothing calibrated on N windows of the tuning file's last questions
@@ -78,10 +80,25 @@ def build_variants(
             calibration = calibration_batch(model_dir, calibration_file, int(name.removeprefix("int8-cal")))
         with changed_recipe(recipe):
             quantize.quantize_int8(fp32, files[name], calibration)
+    if {"fp32-fusedln", "int8-fusedln"} & set(names):  # ONNX Runtime's fused layer norm kernels
+        files.update(build_fused_layer_norms(model_dir, work / "fusedln"))
     if "int8-static" in names and not (work / "int8-static.onnx").is_file():
         build_static(model_dir, fp32, work / "int8-static.onnx", calibration_file, calibration_n)
     files["int8-static"] = work / "int8-static.onnx"
     return {n: files[n] for n in names}
+
+
+def build_fused_layer_norms(model_dir: Path, out: Path) -> dict[str, Path]:
+    """The export as it was before spanqa.backends.layernorm: ONNX Runtime's fused layer norm kernels."""
+    from spanqa.backends import export
+
+    if not (out / "model-int8.onnx").is_file():
+        export.UNFUSE_LAYER_NORMS = False
+        try:
+            export.export_onnx(model_dir, out, int8=True)
+        finally:
+            export.UNFUSE_LAYER_NORMS = True
+    return {"fp32-fusedln": out / "model.onnx", "int8-fusedln": out / "model-int8.onnx"}
 
 
 def recipe_change(name: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from spanqa.backends.export import ensure_cached_export
+from spanqa.backends.layernorm import UNFUSED_OPTIMIZERS
 from spanqa.backends.model_cache import (
     FP32_FILE,
     INT8_FILE,
@@ -131,7 +132,12 @@ def _session(ort: Any, file: Path, threads: int) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(file),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(UNFUSED_OPTIMIZERS),  # they would fuse the plain layer norms back
+        )
     except Exception as e:  # ORT raises its own exception types for unreadable or invalid graphs
         raise ModelError(f"ONNX Runtime cannot load {file}: {e}") from None
 
