@@ -126,6 +126,9 @@ def test_int8_workers_get_the_fp32_graph_for_the_re_read(tiny_bert_dir, tmp_path
     (tmp_path / FP32_FILE).unlink()  # an int8-only folder: int8 alone, no error
     reader = Reader.load(tmp_path, backend="onnx-int8")
     assert reader.backend.fallback is None and reader.answer("Who built the tower?", CORPUS[0]).answers
+    alone = model_files(tiny_bert_dir, "onnx-int8-alone")  # no re-read: the int8 graph is all it needs
+    assert INT8_FILE in alone and FP32_FILE not in alone
+    assert set(model_files(tiny_bert_dir, "onnx")) & {FP32_FILE, INT8_FILE} == {FP32_FILE}
 
 
 @pytest.mark.ray

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 BENCH_FILE = "bench.json"  # what `spanqa bench --record` measured on this machine, in the export cache
 CARD_AUTO = "auto_backend"  # the model card's choice, from the official benchmark run
 DEFAULT_AUTO = "onnx"  # unmeasured: as fast as ONNX gets without any change to the answers
+# onnx-int8-alone is never auto's choice: it gives up agreement with fp32 for speed, a caller's call to make
+AUTO_CANDIDATES = ("torch", "onnx", "onnx-int8")
 AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 points below fp32
 # ONNX Runtime's intra-op threads busy-wait between operators by default. On a machine whose cores are shared
 # (other processes, other services) a spinning thread holds a core another thread is waiting for: with them
@@ -143,7 +145,7 @@ def _session(ort: Any, file: Path, threads: int) -> Any:
 
 
 def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) -> Any:
-    """The backend called `name` ("onnx", "onnx-int8" or "auto") for this model directory."""
+    """The backend called `name` (onnx, onnx-int8, onnx-int8-alone or auto) for this model directory."""
     if name == "auto":
         name = auto_backend(model_dir)
         log.info("backend auto: using %s", name)
@@ -158,7 +160,7 @@ def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) ->
             from spanqa.backends.torch_backend import TorchBackend
 
             return TorchBackend(model_dir, threads)
-    if name not in ("onnx", "onnx-int8"):
+    if name not in ("onnx", "onnx-int8", "onnx-int8-alone"):
         raise ModelError(f"unknown ONNX backend {name!r}")
     _onnxruntime()  # a missing runtime is reported before any export work
     if name == "onnx":
@@ -169,7 +171,7 @@ def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) ->
     def fp32() -> OnnxBackend:
         return OnnxBackend(onnx_file(model_dir, int8=False), "onnx", threads)
 
-    has_fp32 = bool(weight_files(model_dir)) or (model_dir / FP32_FILE).is_file()
+    has_fp32 = name == "onnx-int8" and (bool(weight_files(model_dir)) or (model_dir / FP32_FILE).is_file())
     return OnnxBackend(onnx_file(model_dir, int8=True), name, threads, precise=fp32 if has_fp32 else None)
 
 
@@ -211,7 +213,7 @@ def choose_auto(results: dict[str, dict[str, float]]) -> str | None:
     if reference is None:
         return None
     floor = reference["f1"] - AUTO_F1_MARGIN
-    fit = [(r["qps"], name) for name, r in results.items() if r["f1"] >= floor]
+    fit = [(r["qps"], n) for n, r in results.items() if r["f1"] >= floor and n in AUTO_CANDIDATES]
     return max(fit)[1] if fit else None
 
 

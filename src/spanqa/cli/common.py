@@ -9,6 +9,7 @@ import re
 import sys
 from typing import Any
 
+from spanqa.backends.base import BACKENDS
 from spanqa.errors import InputError
 
 EXIT_USAGE = 2
@@ -93,7 +94,7 @@ def require(module: str, feature: str) -> None:
 
 def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory (default: spanqa's shipped model)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "auto"])
+    p.add_argument("--backend", default="torch", choices=list(BACKENDS))
 
 
 def add_reading(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spanqa.backends.base import BACKENDS
 from spanqa.cluster.rows import ReadOptions, answer_rows, is_blank_line, record_schema
 from spanqa.errors import InputError, ModelError
 
@@ -135,8 +136,8 @@ class ReaderWorker:
 
 def resolve_backend(model: str | os.PathLike | None, backend: str) -> str:
     """The backend every worker runs: `auto` is decided once, on the driver, so that all workers agree."""
-    if backend not in ("auto", "torch", "onnx", "onnx-int8"):
-        raise InputError(f"unknown backend {backend!r}; choose one of auto, torch, onnx, onnx-int8")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
     from spanqa.backends.model_dir import resolve_model
@@ -167,7 +168,7 @@ def model_files(model: str | os.PathLike | None, backend: str) -> dict[str, byte
 
     files = {p.name: p.read_bytes() for p in top_level if p not in weights and p.name != "export.json"}
     # int8 with its fp32 graph too: workers re-read borderline questions in fp32 as the local reader does
-    for int8 in (False, True) if backend == "onnx-int8" else (False,):
+    for int8 in {"onnx": (False,), "onnx-int8": (False, True)}.get(backend, (True,)):
         graph = onnx_file(model_dir, int8=int8)
         if graph.with_name(graph.name + ".data").is_file():
             raise ModelError(f"{graph} keeps its weights in an external file; give the workers a shared path")

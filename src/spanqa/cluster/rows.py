@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 JSON_COLUMN = "json"  # a row given as one JSON object in text (JSON Lines read line by line)
 # Backends whose logits for a window depend on the other windows of its forward pass: dynamic int8
 # quantization scales activations by the largest value in the whole batch (padding included).
-BATCH_DEPENDENT_BACKENDS = ("onnx-int8",)
+BATCH_DEPENDENT_BACKENDS = ("onnx-int8", "onnx-int8-alone")
 
 
 @dataclass(frozen=True)
