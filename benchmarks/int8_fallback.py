@@ -11,6 +11,8 @@ measured on dev-half by `spanqa bench`. Prints one table.
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 from spanqa.backends.model_dir import resolve_model
 from spanqa.backends.onnx_backend import OnnxBackend, cpu_cores, onnx_file
 from spanqa.evaluation.bench import final_answer
+from spanqa.evaluation.metrics import get_raw_scores
 from spanqa.evaluation.squad import load_squad
 from spanqa.reading.reader import Reader
 
@@ -30,17 +33,23 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/data/dev-rest-tune.json"))
     parser.add_argument("--limit", type=int, default=600)
     parser.add_argument("--int8-file", type=Path, help="another int8 graph (e.g. a levers.py variant)")
+    parser.add_argument(
+        "--span-gaps",
+        default="",
+        help="also re-read answered questions whose two best spans' scores are closer than each gap (logits)",
+    )
     args = parser.parse_args()
     model_dir = resolve_model(args.model)
     examples = load_squad(args.data)[: args.limit]
     items = [(e.question, e.context) for e in examples]
-    preds = {}
+    preds, gaps = {}, []
     for name, int8 in (("fp32", False), ("int8", True)):
         reader = Reader.load(model_dir, backend="onnx")
         # the backend alone, without the fallback that Reader.load gives onnx-int8
         file = args.int8_file if int8 and args.int8_file else onnx_file(model_dir, int8=int8)
         reader.backend = OnnxBackend(file, name, threads=cpu_cores())
-        preds[name] = reader.answer_batch(items, batch_size=8)
+        with _span_gaps(gaps if int8 else []):
+            preds[name] = reader.answer_batch(items, batch_size=8)
     margin = np.array([abs(p.answerable - 0.5) for p in preds["int8"]])
     same = np.array([final_answer(a) == final_answer(b) for a, b in zip(preds["fp32"], preds["int8"])])
     graph = args.int8_file.name if args.int8_file else "the shipped int8 recipe"
@@ -51,6 +60,45 @@ def main() -> None:
     for m in MARGINS:
         again = margin < m
         print(f"| {m:g} | {100 * again.mean():.1f}% | {100 * (again | same).mean():.1f}% |")
+    if args.span_gaps:
+        gap = np.array(gaps)
+        answered = np.array([p.answerable >= 0.5 for p in preds["int8"]])
+        golds = {e.id: [a.text for a in e.answers] for e in examples}
+        ids = [e.id for e in examples]
+
+        def f1(answers: list[str]) -> float:
+            return 100 * float(np.mean(list(get_raw_scores(golds, dict(zip(ids, answers)))[1].values())))
+
+        fp32, int8 = ([final_answer(p) for p in preds[k]] for k in ("fp32", "int8"))
+        print(f"\nF1: fp32 {f1(fp32):.2f}, int8 alone {f1(int8):.2f}\n")
+        print("| margin | span gap | questions read again | same answer as fp32 | F1 |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for m in (0.02, 0.03):
+            for g in (float(x) for x in args.span_gaps.split(",")):
+                again = (margin < m) | (answered & (gap < g))
+                mixed = [a if r else b for a, b, r in zip(fp32, int8, again)]
+                print(
+                    f"| {m:g} | {g:g} | {100 * again.mean():.1f}% | {100 * (again | same).mean():.1f}% "
+                    f"| {f1(mixed):.2f} |"
+                )
+
+
+@contextlib.contextmanager
+def _span_gaps(into: list[float]) -> Iterator[None]:
+    """Records each question's span gap (reading.steps.span_gap) as the reader finishes it."""
+    from spanqa.reading import steps
+
+    plain = steps.finish
+
+    def finish(p, item, *args, **kwargs):  # type: ignore[no-untyped-def]
+        into.append(steps.span_gap(p, item))  # what the reader's re-read looks at (SPAN_GAP)
+        return plain(p, item, *args, **kwargs)
+
+    steps.finish = finish
+    try:
+        yield
+    finally:
+        steps.finish = plain
 
 
 if __name__ == "__main__":

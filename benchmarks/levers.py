@@ -14,8 +14,10 @@ Graph variants (built into $SPANQA_CACHE/levers/<model hash>/ from the model's c
   input channels (spanqa.backends.outliers);
 - int8-tw-ffn, int8-tw-all: the shipped recipe with token-wise int8 (spanqa.backends.tokenwise) for the
   feed-forward output products (fp32 in the shipped recipe), or for every product but fused attention;
+  int8-tw-ffnL0+3: the same for the feed-forward outputs of layers 0 and 3 only (the others fp32);
 - fp32-fusedln, int8-fusedln: the export with ONNX Runtime's fused (Skip)LayerNormalization kernels, as
   before spanqa.backends.layernorm wrote them as plain operators;
+- int8-notw: the shipped recipe without token-wise int8 (feed-forward outputs fp32, as before 2026-11-27);
 - int8-fullrange: the shipped recipe with 8-bit weights, not 7 (no reduce_range: safe with VNNI only);
 - int8-alphaA: the shipped recipe with smoothing alpha A (e.g. int8-alpha0.4) instead of SMOOTH_ALPHA;
 - int8-calN: the shipped recipe with smoothing calibrated on N windows of the tuning file's last questions
@@ -110,8 +112,13 @@ def recipe_change(name: str) -> dict[str, Any] | None:
         return None if None in changes else {k: v for c in changes for k, v in c.items()}  # type: ignore[union-attr]
     if name == "int8-ffn":
         return {"KEEP_FFN_OUTPUT_FP32": False}
+    if name == "int8-notw":  # the recipe before token-wise feed-forward outputs: those products fp32
+        return {"TOKENWISE": None}
     if name == "int8-fullrange":  # 8-bit weights, not 7
         return {"QUANT_REDUCE_RANGE": False}
+    if name.startswith("int8-tw-ffnL"):  # token-wise feed-forward outputs of some layers: int8-tw-ffnL0+3
+        layers = tuple(int(i) for i in name.removeprefix("int8-tw-ffnL").split("+"))
+        return {"TOKENWISE": "ffn-output", "TOKENWISE_LAYERS": layers}
     if name in ("int8-tw-ffn", "int8-tw-all"):  # token-wise int8 for the feed-forward outputs, or all
         return {"TOKENWISE": "ffn-output" if name == "int8-tw-ffn" else "all"}
     if name.startswith("int8-outliers"):  # feed-forward outputs int8 except their K largest channels

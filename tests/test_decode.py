@@ -223,6 +223,10 @@ def test_the_threshold_of_the_model_card_is_the_default(bert_dir):
     assert reader.answer(QUESTION, CONTEXT, null_threshold=0.5).no_answer is False
 
 
+# once: with the same scores for every occurrence of a word, "granite ... granite" would tie with "granite"
+SENTENCE = CONTEXT[: CONTEXT.index(".") + 1]
+
+
 def test_int8_borderline_questions_are_read_again_by_the_fallback(bert_dir):
     from scripted_backend import ScriptedBackend
     from spanqa.reading.steps import FALLBACK_MARGIN
@@ -232,8 +236,8 @@ def test_int8_borderline_questions_are_read_again_by_the_fallback(bert_dir):
     int8.start[granite] = int8.end[granite] = 2.0  # int8 reads "granite" ...
     # ... a question about the tower on the edge of the decision, the others far from it
     int8.null = lambda ids: 4.0 if tower in ids else -4.0
-    clear = ("Who was the engineer?", CONTEXT)
-    edge = (QUESTION, CONTEXT)  # about the tower
+    clear = ("Who was the engineer?", SENTENCE)
+    edge = (QUESTION, SENTENCE)  # about the tower
     alone = reader.answer_batch([clear, edge], max_seq_len=128, retrieve="never")  # no fallback: as read
     assert abs(alone[1].answerable - 0.5) < FALLBACK_MARGIN < abs(alone[0].answerable - 0.5)
     vocab = reader.tokenizer.get_vocab_size()
@@ -262,3 +266,33 @@ def test_int8_borderline_questions_are_read_again_by_the_fallback(bert_dir):
     made.clear()
     assert reader.answer(*clear, max_seq_len=128, retrieve="never").answers[0].text == "granite"
     assert made == [] and fp32.batch_rows == []
+
+
+def test_int8_questions_between_two_close_spans_are_read_again(bert_dir):
+    from scripted_backend import ScriptedBackend
+    from spanqa.reading.steps import SPAN_GAP
+
+    reader, int8 = scripted_reader(bert_dir, null=-6.0)  # answered, far from the no-answer decision
+    granite, lighthouse = token_id(reader, "granite"), token_id(reader, "lighthouse")
+    int8.start[granite] = int8.end[granite] = 2.0
+    vocab = reader.tokenizer.get_vocab_size()
+    fp32 = ScriptedBackend(vocab, start={lighthouse: 2.0}, end={lighthouse: 2.0}, null=-6.0)
+    int8.fallback = lambda: fp32
+    for gap, read_again in ((0.5 * SPAN_GAP, True), (2 * SPAN_GAP, False)):
+        # "lighthouse" scores `gap` below "granite"; "lighthouse ... granite" 0.5 below (start 1.5 + end 2.0)
+        int8.start[lighthouse], int8.end[lighthouse] = 1.5, 2.5 - gap
+        fp32.batch_rows.clear()
+        pred = reader.answer(QUESTION, SENTENCE, max_seq_len=128, retrieve="never")
+        assert 0.5 + 0.02 < pred.answerable
+        assert pred.answers[0].text == ("lighthouse" if read_again else "granite")
+        assert fp32.batch_rows == ([1] if read_again else [])
+
+
+def test_the_span_gap_looks_past_the_same_words_found_again():
+    from spanqa.reading.steps import Pending, span_gap
+
+    text = "granite and granite, then basalt"
+    p = Pending(spans={(0, 0, 7): 4.0, (0, 12, 19): 3.99, (0, 26, 32): 3.5})
+    assert span_gap(p, ("Which stone?", text)) == pytest.approx(0.5)  # basalt, not the second granite
+    assert span_gap(p, ("Which stone?", [text])) == pytest.approx(0.5)  # several documents alike
+    assert span_gap(Pending(spans={(0, 0, 7): 4.0, (0, 12, 19): 3.0}), ("q", text)) == float("inf")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the export recipe changes (exporter options, fusions, quantization): old exports are then redone.
-EXPORT_RECIPE = 5
+EXPORT_RECIPE = 6
 OPSET = 17
 FP32_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"

@@ -34,9 +34,12 @@ FFN_OUTLIER_CHANNELS: int | None = None
 SMOOTH_ALPHA: float | None = 0.5
 # Token-wise int8 (spanqa.backends.tokenwise: one scale per input row, not per call) for "ffn-output" (the
 # feed-forward output products, fp32 otherwise), "all" products but fused attention, or None. On v2, 600
-# dev-rest-tune questions: "ffn-output" 1.14x the shipped recipe's q/s at 94.3% agreement (shipped 96.2%),
-# "all" 96.2% with no speed to speak of; so off (docs/onnx.md).
-TOKENWISE: str | None = None
+# dev-rest-tune questions, plain layer norms: "ffn-output" agrees with fp32 on 94.7% of answers alone (None:
+# 95.8%), and on 98.0% once the reader re-reads in fp32 the questions near either decision (no answer or
+# which span; reading.steps), for more speed than None with its re-read (docs/onnx.md).
+TOKENWISE: str | None = "ffn-output"
+# With TOKENWISE "ffn-output": only the feed-forward outputs of these layers (0-based; None: all).
+TOKENWISE_LAYERS: tuple[int, ...] | None = None
 
 
 def quantize_int8(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -60,7 +63,7 @@ def quantize_int8(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> 
             graph = onnx.load(str(source), load_external_data=False).graph
             chosen = [n.name for n in graph.node if n.op_type == "MatMul"]
         else:
-            chosen = _ffn_outputs(source)
+            chosen = [n for n in _ffn_outputs(source) if _in_layers(n, TOKENWISE_LAYERS)]
         tw = out.with_name(out.stem + "-tokenwise.onnx")
         tokenwise = tokenwise_int8(source, tw, chosen, weight_levels=63.0 if QUANT_REDUCE_RANGE else 127.0)
         if source != fp32:
@@ -99,6 +102,10 @@ def quantize_int8(fp32: Path, out: Path, calibration: dict[str, np.ndarray]) -> 
         "tokenwise": TOKENWISE,
         "tokenwise_products": len(tokenwise),
     }
+
+
+def _in_layers(node_name: str, layers: tuple[int, ...] | None) -> bool:
+    return layers is None or any(f"layer.{i}/" in node_name for i in layers)
 
 
 def ffn_output_matmuls(file: Path) -> list[str]:

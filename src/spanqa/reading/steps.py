@@ -3,11 +3,12 @@
 
 Steps let the HTTP service interleave requests and drop abandoned ones between passes. When the backend has
 a `fallback` (onnx-int8: fp32), the questions whose decision its noise could flip are read again by it in
-further steps of the same Reading (FALLBACK_MARGIN).
+further steps of the same Reading (FALLBACK_MARGIN, SPAN_GAP).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,12 @@ CANDIDATES_PER_WINDOW = 64
 # `fallback()` (fp32), where it has one: int8's noise (sd 0.017 on `answerable`) flips such decisions. On v2,
 # 600 dev-rest-tune questions: agreement with fp32 96.2% -> 98.2%, 5.2% of the questions read twice.
 FALLBACK_MARGIN = 0.02
+# So is an answered question whose two best answers (spans with different words) score (start + end logits)
+# within this of each other: int8's noise picks between them. With token-wise int8 feed-forward outputs
+# (backends.quantize), v2, the same questions: 97.5% -> 98.0%, 8.3% read twice; chosen as the margin was,
+# the smallest gap with >= 98% (benchmarks/int8_fallback.py --span-gaps; docs/onnx.md).
+SPAN_GAP = 0.05
+SPAN_SCAN = 16  # spans looked at for one with another text: further down, they are far from the best
 # Spans kept per question across all its windows: ample for top_k disjoint answers (the API allows 20), and
 # bounded, so reading a long text costs memory by the batch, not by the text.
 SPANS_KEPT = 512
@@ -104,7 +111,9 @@ class Reading:
         if not p.spans:
             return False
         _, answerable, _ = _decision(p, item[0], max(p.spans.values()), self.decision, self.calibration)
-        return abs(answerable - 0.5) < FALLBACK_MARGIN
+        if abs(answerable - 0.5) < FALLBACK_MARGIN:
+            return True
+        return answerable >= 0.5 and span_gap(p, item) < SPAN_GAP
 
     def step(self) -> int:
         if not self._remaining():
@@ -188,6 +197,23 @@ def finish(
         answerable_prior=prior,
         features=features,
     )
+
+
+def span_gap(p: Pending, item: tuple[str, Any]) -> float:
+    """How far the best span's score lies above the best span with another text (inf: no such span).
+
+    The same words found twice are one answer: a tie between them is not a choice int8 could get wrong."""
+    ranked = heapq.nlargest(SPAN_SCAN, p.spans.items(), key=lambda kv: kv[1])
+    if not ranked:
+        return math.inf
+    multi = not isinstance(item[1], str)
+
+    def text(key: tuple[int, int, int]) -> str:
+        doc, a, b = key
+        return (item[1][doc] if multi else item[1])[a:b]
+
+    best = text(ranked[0][0])
+    return next((ranked[0][1] - score for key, score in ranked[1:] if text(key) != best), math.inf)
 
 
 def _decision(
