@@ -3,8 +3,8 @@
 ONNX Runtime's CPU kernels for `SkipLayerNormalization` and `LayerNormalization` (1.32) work row by row at
 about 2.3 µs per 384-wide row: 0.52 ms for one 223-token window, 12 of them per MiniLM-L6 question, 17% of
 the int8 graph's time. The same arithmetic as Add, ReduceMean, Sub, Mul, Sqrt and Div, each a vectorized
-kernel over the whole tensor, takes 0.13 ms (`benchmarks/levers.py` variant `unfused-ln`; docs/onnx.md).
-The results agree to float rounding (~2e-6).
+kernel over the whole tensor, takes 0.13 ms (`benchmarks/levers.py` variants `fp32-fusedln`, `int8-fusedln`
+for the old form; docs/onnx.md). The results agree to float rounding (~2e-6).
 
 ONNX Runtime's own graph optimizer would fuse the plain form back (`LayerNormFusion`, `SkipLayerNormFusion`
 at ORT_ENABLE_EXTENDED and above), so sessions are made with those two optimizers disabled
