@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--data", type=Path, default=Path("runs/data/dev-rest-tune.json"))
     parser.add_argument("--limit", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     parser.add_argument("--int8-file", type=Path, help="another int8 graph (e.g. a levers.py variant)")
     parser.add_argument(
         "--span-gaps",
@@ -49,7 +50,7 @@ def main() -> None:
         file = args.int8_file if int8 and args.int8_file else onnx_file(model_dir, int8=int8)
         reader.backend = OnnxBackend(file, name, threads=cpu_cores())
         with _span_gaps(gaps if int8 else []):
-            preds[name] = reader.answer_batch(items, batch_size=8)
+            preds[name] = reader.answer_batch(items, batch_size=args.batch_size)
     margin = np.array([abs(p.answerable - 0.5) for p in preds["int8"]])
     same = np.array([final_answer(a) == final_answer(b) for a, b in zip(preds["fp32"], preds["int8"])])
     graph = args.int8_file.name if args.int8_file else "the shipped int8 recipe"
