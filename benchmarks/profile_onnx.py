@@ -49,8 +49,8 @@ def stage_breakdown(reader: Reader, items: list[tuple[str, str]]) -> list[str]:
     reader.backend.run = run  # instance attribute: only this reader's backend is timed
     tokenize = _Timed(Windower.__call__)
     Windower.__call__ = lambda self, q, c: tokenize(self, q, c)
-    reread = _Timed(lambda inputs: None)
-    if getattr(reader.backend, "fallback", None) is not None:  # int8: the fp32 re-read near the decision
+    reread, precise = _Timed(lambda inputs: None), None
+    if getattr(reader.backend, "fallback", None) is not None:  # int8: the fp32 re-read near a decision
         precise = reader.backend.fallback()
         reread.fn = precise.run
         precise.run = reread
@@ -65,8 +65,8 @@ def stage_breakdown(reader: Reader, items: list[tuple[str, str]]) -> list[str]:
     finally:
         Windower.__call__ = tokenize.fn
         del reader.backend.run
-        if reread.seconds or getattr(reader.backend, "fallback", None) is not None:
-            del reader.backend.fallback().run
+        if precise is not None:
+            del precise.run
     n = len(items)
     rest = total - run.seconds - tokenize.seconds - reread.seconds
     rows = [

@@ -13,7 +13,8 @@ import numpy as np
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # onnx-int8 re-reads in fp32 the questions whose decision int8 noise could flip; onnx-int8-alone does not
 # (faster, fewer answers equal to fp32's: docs/onnx.md)
-BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-int8-alone", "auto")
+INT8_BACKENDS = ("onnx-int8", "onnx-int8-alone")
+BACKENDS = ("torch", "onnx", *INT8_BACKENDS, "auto")
 
 
 class Backend(Protocol):

@@ -246,13 +246,14 @@ def _export_fp32(
 
         plain = tmp / "plain-layer-norms.onnx"
         unfused = unfuse_layer_norms(tmp / FP32_FILE, plain)
-        plain_diff = _max_diff(_onnx_logits(plain, inputs), reference, inputs) if unfused else diff
-        if unfused and plain_diff <= FP32_TOLERANCE * _scale(reference):
-            os.replace(plain, tmp / FP32_FILE)
-            diff = plain_diff
-        elif unfused:
-            log.warning("plain layer norms disagree with PyTorch (%.3g); keeping the fused ones", plain_diff)
-            unfused = 0
+        if unfused:
+            plain_diff = _max_diff(_onnx_logits(plain, inputs), reference, inputs)
+            if plain_diff <= FP32_TOLERANCE * _scale(reference):
+                os.replace(plain, tmp / FP32_FILE)
+                diff = plain_diff
+            else:
+                log.warning("plain layer norms differ from PyTorch (%.3g); fused ones kept", plain_diff)
+                unfused = 0
     log.info("fp32 ONNX: max logit difference to PyTorch %.2g; fusions %s", diff, fusions or "none")
     return {
         "max_logit_diff": diff,

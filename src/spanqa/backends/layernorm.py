@@ -58,40 +58,28 @@ def _plain_form(node, helper, numpy_helper, added: list) -> list | None:
     eps = numpy_helper.from_array(np.array(attrs.get("epsilon", 1e-5), np.float32), f"{name}_eps")
     added.append(eps)
 
-    def step(op: str, inputs: list[str], suffix: str, **kw) -> tuple[object, str]:
-        result = f"{name}_{suffix}"
-        return helper.make_node(op, inputs, [result], name=result, **kw), result
-
     made: list = []
+
+    def step(op: str, inputs: list[str], suffix: str, result: str | None = None, **kw) -> str:
+        result = result or f"{name}_{suffix}"
+        made.append(helper.make_node(op, inputs, [result], name=f"{name}_{suffix}", **kw))
+        return result
+
     if node.op_type == "SkipLayerNormalization":
-        inputs = list(node.input) + [""] * (5 - len(node.input))
-        x, skip, gamma, beta, bias = inputs[:5]
-        n, total = step("Add", [x, skip], "sum")
-        made.append(n)
+        x, skip, gamma, beta, bias = (list(node.input) + [""] * 5)[:5]
+        total = step("Add", [x, skip], "sum")
         if bias:
-            n, total = step("Add", [total, bias], "biased")
-            made.append(n)
+            total = step("Add", [total, bias], "biased")
     else:
-        inputs = list(node.input) + [""] * (3 - len(node.input))
-        total, gamma, beta = inputs[:3]
+        total, gamma, beta = (list(node.input) + [""] * 3)[:3]
     # ReduceMean takes `axes` as an attribute up to opset 17 (spanqa exports at 17)
-    n, mean = step("ReduceMean", [total], "mean", axes=[-1], keepdims=1)
-    made.append(n)
-    n, centred = step("Sub", [total, mean], "centred")
-    made.append(n)
-    n, square = step("Mul", [centred, centred], "square")
-    made.append(n)
-    n, var = step("ReduceMean", [square], "var", axes=[-1], keepdims=1)
-    made.append(n)
-    n, var_eps = step("Add", [var, eps.name], "var_eps")
-    made.append(n)
-    n, std = step("Sqrt", [var_eps], "std")
-    made.append(n)
-    n, normed = step("Div", [centred, std], "normed")
-    made.append(n)
+    mean = step("ReduceMean", [total], "mean", axes=[-1], keepdims=1)
+    centred = step("Sub", [total, mean], "centred")
+    var = step("ReduceMean", [step("Mul", [centred, centred], "square")], "var", axes=[-1], keepdims=1)
+    std = step("Sqrt", [step("Add", [var, eps.name], "var_eps")], "std")
+    normed = step("Div", [centred, std], "normed")
     if beta:
-        n, scaled = step("Mul", [normed, gamma], "scaled")
-        made.extend([n, helper.make_node("Add", [scaled, beta], [out], name=f"{name}_out")])
+        step("Add", [step("Mul", [normed, gamma], "scaled"), beta], "out", result=out)
     else:
-        made.append(helper.make_node("Mul", [normed, gamma], [out], name=f"{name}_out"))
+        step("Mul", [normed, gamma], "out", result=out)
     return made

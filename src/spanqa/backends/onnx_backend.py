@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from spanqa.backends.base import INT8_BACKENDS
 from spanqa.backends.export import ensure_cached_export
 from spanqa.backends.layernorm import UNFUSED_OPTIMIZERS
 from spanqa.backends.model_cache import (
@@ -160,7 +161,7 @@ def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) ->
             from spanqa.backends.torch_backend import TorchBackend
 
             return TorchBackend(model_dir, threads)
-    if name not in ("onnx", "onnx-int8", "onnx-int8-alone"):
+    if name != "onnx" and name not in INT8_BACKENDS:
         raise ModelError(f"unknown ONNX backend {name!r}")
     _onnxruntime()  # a missing runtime is reported before any export work
     if name == "onnx":

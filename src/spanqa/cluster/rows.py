@@ -12,6 +12,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from spanqa.backends.base import INT8_BACKENDS
 from spanqa.errors import InputError, check_positive, check_text
 from spanqa.reading.bucketing import BATCH_SIZE
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 JSON_COLUMN = "json"  # a row given as one JSON object in text (JSON Lines read line by line)
 # Backends whose logits for a window depend on the other windows of its forward pass: dynamic int8
 # quantization scales activations by the largest value in the whole batch (padding included).
-BATCH_DEPENDENT_BACKENDS = ("onnx-int8", "onnx-int8-alone")
+BATCH_DEPENDENT_BACKENDS = INT8_BACKENDS
 
 
 @dataclass(frozen=True)

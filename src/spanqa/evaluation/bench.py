@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from spanqa.backends.base import INT8_BACKENDS
 from spanqa.errors import InputError
 from spanqa.reading.bucketing import BATCH_SIZE
 
@@ -84,7 +85,7 @@ def prepare_exports(model_dir: Path, configs: tuple[str, ...]) -> None:
     from spanqa.backends.onnx_backend import onnx_file
 
     # int8 first: its export writes the fp32 file too, from one load of the torch model
-    kinds = {CONFIGS[c][0].startswith("onnx-int8") for c in configs if CONFIGS[c][0] != "torch"}
+    kinds = {CONFIGS[c][0] in INT8_BACKENDS for c in configs if CONFIGS[c][0] != "torch"}
     for int8 in sorted(kinds, reverse=True):
         onnx_file(model_dir, int8=int8)
 
@@ -219,7 +220,7 @@ def _score(rows: dict[str, dict[str, Any]], examples: list) -> None:
         (rows[n] for n in ("onnx-batched", "torch-batched", BASELINE, "onnx-single") if n in rows), None
     )
     for row in rows.values():
-        if reference is not None and row["backend"].startswith("onnx-int8"):
+        if reference is not None and row["backend"] in INT8_BACKENDS:
             same = [a == b for a, b in zip(row["answers"], reference["answers"])]
             row["agreement"] = 100 * float(np.mean(same))
             row["agreement_with"] = reference["config"]
