@@ -9,6 +9,10 @@ class InputError(SpanqaError, ValueError):
     """The caller's input cannot be used: empty text, a question too long, malformed data."""
 
 
+class DependencyError(SpanqaError):
+    """An installed library is known to give wrong results: spanqa refuses rather than answer wrongly."""
+
+
 class ModelError(SpanqaError):
     """A model directory cannot be loaded: missing files, a slow tokenizer, no network for a hub id."""
 

@@ -13,11 +13,24 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+import tokenizers
 from tokenizers import Encoding, Tokenizer
 
-from spanqa.errors import InputError
+from spanqa.errors import DependencyError, InputError
 
 NOT_CONTEXT = -1
+# These releases stop tokenizing at max_length when truncating, so the overflowing windows of a long text
+# come out short or missing (huggingface/tokenizers#2091): the end of a context would never be read.
+BROKEN_TOKENIZERS = ("0.23.0", "0.23.1", "0.23.2")
+
+
+def check_tokenizers(version: str = tokenizers.__version__) -> None:
+    """Refuse a tokenizers release whose overflowing windows lose text (DependencyError says what to do)."""
+    if version in BROKEN_TOKENIZERS:
+        raise DependencyError(
+            f"tokenizers {version} drops the ends of long texts when cutting them into windows "
+            "(huggingface/tokenizers#2091); install another: pip install 'tokenizers>=0.23.3,<0.24'"
+        )
 
 
 @dataclass
@@ -52,6 +65,7 @@ class Windower:
             raise InputError(f"max_seq_len must be at least 8 tokens, got {max_seq_len}")
         if doc_stride < 0:
             raise InputError(f"doc_stride must be >= 0, got {doc_stride}")
+        check_tokenizers()
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.doc_stride = doc_stride
