@@ -36,11 +36,14 @@ PAGES = [
         "Its beam can be seen from 40 kilometres away on a clear night.",
     ],
 ]
+# The answer must hold these words and at most one word more: "38 metres" and "38 metres tall" are both
+# right (the shipped models have given each), "38 metres tall and was built" is not.
 QUESTIONS = {
     "Who was the engineer of the lighthouse?": ("Margaret Hale", 1),
     "When was the lighthouse first lit?": ("12 March 1849", 2),
     "How tall is the tower?": ("38 metres", 3),
 }
+EXTRA_WORDS = 1
 
 
 def state(db) -> list[tuple]:
@@ -138,7 +141,8 @@ def test_answers_cite_the_page_and_passage_holding_them(tmp_path, reader):
         for question, (expected, page) in QUESTIONS.items():
             pred = index.answer(question, reader, top_k=3)
             best = pred.best
-            assert best is not None and best.text == expected, question
+            assert best is not None and expected in best.text, question
+            assert len(best.text.split()) <= len(expected.split()) + EXTRA_WORDS, (question, best.text)
             assert best.doc == "docs/lighthouse.pdf" and best.citation.page == page
             for a in pred.answers:  # every answer, not only the best, is exact and cited
                 c = a.citation

@@ -329,3 +329,22 @@ def test_null_weight_must_be_positive(tmp_path, capsys):
     assert code == 2
     assert "--null-weight must be a positive number" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_half_precision_weights_keep_a_float32_config(tiny_bert_dir: Path, tmp_path: Path):
+    """`--save-dtype float16` halves the file only: loaders that follow the config compute in float32."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForQuestionAnswering
+
+    from spanqa.backends.model_dir import load_tokenizer
+    from spanqa.training.model_setup import save_model
+
+    model = AutoModelForQuestionAnswering.from_pretrained(str(tiny_bert_dir), dtype=torch.float32)
+    out = tmp_path / "half"
+    save_model(model, load_tokenizer(tiny_bert_dir), tiny_bert_dir, out, "float16")
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    loaded = AutoModelForQuestionAnswering.from_pretrained(str(out), dtype="auto")
+    assert next(loaded.parameters()).dtype == torch.float32
