@@ -1,4 +1,4 @@
-"""What `spanqa bench --record` keeps for backend="auto", and the int8 backend without its fp32 re-read."""
+"""What `spanqa bench --record` keeps for auto, the int8 backend without its fp32 re-read, spinning."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spanqa import Reader
+from spanqa import InputError, Reader
 from spanqa.backends.model_dir import read_card
 from spanqa.backends.onnx_backend import bench_file
 from spanqa.evaluation.bench import record
@@ -51,3 +51,21 @@ def test_int8_alone_reads_the_same_graph_without_a_re_read(
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     for got, want in zip(alone.backend.run(feed), with_re_read.backend.run(feed)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_spinning_is_opt_in_bounded_and_checked(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPANQA_ONNX_SPIN_US=N makes the session's threads spin N microseconds; unset, they sleep."""
+    monkeypatch.setenv("SPANQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPANQA_ONNX_SPIN_US", raising=False)
+    options = Reader.load(tiny_bert_dir, backend="onnx").backend.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setenv("SPANQA_ONNX_SPIN_US", "50")
+    options = Reader.load(tiny_bert_dir, backend="onnx").backend.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert options.get_session_config_entry("session.intra_op.spin_duration_us") == "50"
+    for bad in ("fast", "-5", "1.5"):
+        monkeypatch.setenv("SPANQA_ONNX_SPIN_US", bad)
+        with pytest.raises(InputError, match="SPANQA_ONNX_SPIN_US must be a whole number"):
+            Reader.load(tiny_bert_dir, backend="onnx")

@@ -26,7 +26,7 @@ from spanqa.backends.model_cache import (
     read_report,
     weight_files,
 )
-from spanqa.errors import ModelError
+from spanqa.errors import InputError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 
 # sleeping instead, single-question p50 was 165 ms against 355 (2 cores, load average ~26,
 # benchmarks/levers.py). On an idle machine spinning saves a wake-up per operator (microseconds).
 INTRA_OP_SPINNING = False
+# Bounded spinning, for a machine whose cores the reader has to itself: threads busy-wait this many
+# microseconds after each task, then sleep. On an idle 2-core Xeon, 50 us took one int8 window from 12.7 to
+# 11.2 ms; with two busy processes beside it, from 18.1 to 22.4 ms (docs/onnx.md). Opt-in, for that reason.
+SPIN_ENV = "SPANQA_ONNX_SPIN_US"
 
 
 def cpu_cores() -> int:
@@ -125,11 +129,23 @@ class OnnxBackend:
         return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
 
 
+def spin_microseconds() -> int:
+    """Microseconds intra-op threads busy-wait before they sleep: SPANQA_ONNX_SPIN_US (unset or 0: none)."""
+    raw = os.environ.get(SPIN_ENV, "").strip() or "0"
+    if not raw.isdigit():
+        raise InputError(f"{SPIN_ENV} must be a whole number of microseconds (e.g. 50), got {raw!r}")
+    return int(raw)
+
+
 def _session(ort: Any, file: Path, threads: int) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one graph branch at a time: the matrix products use every core
-    if not INTRA_OP_SPINNING:
+    spin_us = spin_microseconds()
+    if spin_us:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.intra_op.spin_duration_us", str(spin_us))
+    elif not INTRA_OP_SPINNING:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
