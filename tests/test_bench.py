@@ -46,6 +46,7 @@ def test_int8_alone_reads_the_same_graph_without_a_re_read(
     with_re_read = Reader.load(tiny_bert_dir, backend="onnx-int8")
     alone = Reader.load(tiny_bert_dir, backend="onnx-int8-alone")
     assert with_re_read.backend.fallback is not None and alone.backend.fallback is None
+    assert with_re_read.backend.fallback().lanes == 1  # one fp32 session for the re-read, never a second
     assert alone.backend.file == with_re_read.backend.file
     ids = np.array([[2, 40, 41, 3, 50, 51, 52, 3]], dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
