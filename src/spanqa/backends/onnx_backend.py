@@ -39,11 +39,9 @@ AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 
 # ONNX Runtime's intra-op threads busy-wait between operators by default. On a machine whose cores are shared
 # (other processes, other services) a spinning thread holds a core another thread is waiting for: with them
 # sleeping instead, single-question p50 was 165 ms against 355 (2 cores, load average ~26,
-# benchmarks/levers.py). On an idle machine spinning saves a wake-up per operator (microseconds).
-INTRA_OP_SPINNING = False
-# Bounded spinning, for a machine whose cores the reader has to itself: threads busy-wait this many
-# microseconds after each task, then sleep. On an idle 2-core Xeon, 50 us took one int8 window from 12.7 to
-# 11.2 ms; with two busy processes beside it, from 18.1 to 22.4 ms (docs/onnx.md). Opt-in, for that reason.
+# benchmarks/levers.py). So they sleep, unless SPANQA_ONNX_SPIN_US=N asks them to busy-wait N microseconds
+# first, for a machine whose cores the reader has to itself: on an idle 2-core Xeon, 50 us took one int8
+# window from 12.7 to 11.2 ms; with two busy processes beside it, from 18.1 to 22.4 ms (docs/onnx.md).
 SPIN_ENV = "SPANQA_ONNX_SPIN_US"
 
 
@@ -142,11 +140,9 @@ def _session(ort: Any, file: Path, threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one graph branch at a time: the matrix products use every core
     spin_us = spin_microseconds()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_us else "0")
     if spin_us:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         options.add_session_config_entry("session.intra_op.spin_duration_us", str(spin_us))
-    elif not INTRA_OP_SPINNING:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
