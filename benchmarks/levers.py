@@ -23,7 +23,8 @@ Graph variants (built into $SPANQA_CACHE/levers/<model hash>/ from the model's c
 - int8-calN: the shipped recipe with smoothing calibrated on N windows of the tuning file's last questions
   instead of the export's verification batch;
 - int8-keepA+B: the shipped recipe also keeping fp32 the products whose node names contain A or B (e.g.
-  int8-keepqa_outputs, int8-keeplayer.5/+Attention_5).
+  int8-keepqa_outputs, int8-keeplayer.5/+Attention_5);
+- openvino: backend openvino-int8 (OpenVINO, from the fp32 export; spanqa.backends.openvino_backend).
 Recipe variants combine with "~": int8-tw-ffn~fullrange is int8-tw-ffn with int8-fullrange's change too.
 Modes: BxL = answer_batch with batch size B, L lanes (L one-thread runs in parallel, each on a share of the
 batch's rows; L=1: one run using every core). Every (variant, mode) answers the same --limit questions per
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from spanqa.backends import quantize
+from spanqa.backends.load import load_backend
 from spanqa.backends.model_cache import cache_root, model_fingerprint
 from spanqa.backends.model_dir import resolve_model
 from spanqa.backends.onnx_backend import OnnxBackend, cpu_cores, onnx_file
@@ -69,7 +71,7 @@ def build_variants(
     fp32, int8 = onnx_file(model_dir, int8=False), onnx_file(model_dir, int8=True)
     work = cache_root() / "levers" / model_fingerprint(model_dir)[:32]
     work.mkdir(parents=True, exist_ok=True)
-    files = {"fp32": fp32, "int8": int8}
+    files = {"fp32": fp32, "int8": int8, "openvino": fp32}
     for name in names:
         recipe = recipe_change(name)
         if recipe is None:
@@ -261,7 +263,10 @@ def main() -> None:
     readers = {}
     for name, file in variants.items():
         reader = Reader.load(model_dir, backend="onnx")
-        reader.backend = OnnxBackend(file, name, threads=cpu_cores())
+        if name == "openvino":
+            reader.backend = load_backend("openvino-int8", model_dir)
+        else:
+            reader.backend = OnnxBackend(file, name, threads=cpu_cores())
         readers[name] = reader
         reader.answer_batch(items[:20])  # warm-up: first-run allocations
     for name in args.single_variants.split(","):  # single questions with other thread settings

@@ -1,7 +1,8 @@
 """spanqa against the field's own readers: same model, same questions, same run, one table.
 
     python benchmarks/peers.py [--venv DIR] [--model DIR] [--data FILE] [--limit 600] [--rounds 3]
-        [--spanqa onnx-int8-single,onnx-int8-batched] [--bert-base [--bert-base-limit 200]]
+        [--spanqa onnx-int8-single,onnx-int8-batched,openvino-int8-single,openvino-int8-batched]
+        [--bert-base [--bert-base-limit 200]]
 
 Peers, each one question at a time the way their users call them:
 - hf-pipeline: transformers' question-answering pipeline (transformers 4.57; 5.x removed it), torch fp32;
@@ -271,7 +272,9 @@ def main() -> None:
         "itself on a shared machine",
     )
     parser.add_argument("--peers", default=",".join(PEERS))
-    parser.add_argument("--spanqa", default="onnx-single,onnx-int8-single,onnx-int8-batched")
+    parser.add_argument(
+        "--spanqa", default="onnx-int8-single,onnx-int8-batched,openvino-int8-single,openvino-int8-batched"
+    )
     parser.add_argument("--bert-base", action="store_true", help="also time a BERT-base-shaped model")
     parser.add_argument("--bert-base-limit", type=int, default=200)
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
@@ -314,7 +317,8 @@ def main() -> None:
         f"medians of {args.rounds} interleaved rounds)",
         f"- data: {args.data.name}; spanqa batch size {batch}; peers one question at a time, "
         "handle_impossible_answer / no_answer on, same max_seq_len and doc_stride 128",
-        f"- spanqa env: python {platform.python_version()}, onnxruntime {version('onnxruntime')}, torch "
+        f"- spanqa env: python {platform.python_version()}, onnxruntime {version('onnxruntime')}, "
+        f"openvino {version('openvino')}, torch "
         f"{version('torch')}; peers env: {', '.join(f'{k} {v}' for k, v in sorted(versions.items()))}",
         f"- peers missing: {'; '.join(missing) if missing else 'none'}",
         f"- command: python benchmarks/peers.py {' '.join(sys.argv[1:])}",

@@ -1,11 +1,13 @@
-"""Where the time of one question goes: tokenization, Python glue, and ONNX Runtime's own per-op profile.
+"""Where the time of one question goes: tokenization, Python glue, and the runtime's own per-op profile.
 
-    python benchmarks/profile_onnx.py [--model DIR] [--data FILE] [--limit 200] [--backend onnx-int8]
+    python benchmarks/profile_onnx.py [--model DIR] [--data FILE] [--limit 200]
+                                      [--backend onnx-int8|onnx|openvino-int8] [--threads N]
 
 Part 1 answers --limit questions one at a time with `Reader.answer` and splits each call into the
 tokenizer (`Windower`), the model call (`backend.run`) and the rest (padding, decoding, Python glue).
 Part 2 runs the same windows through an ONNX Runtime session with profiling on and sums node time per
-operator type, so the share of matrix products, attention, layer norms and the rest is visible.
+operator type, so the share of matrix products, attention, layer norms and the rest is visible (for
+openvino-int8, OpenVINO's PERF_COUNT per node type and kernel instead).
 Prints one markdown table per part.
 """
 
@@ -82,12 +84,50 @@ def stage_breakdown(reader: Reader, items: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def op_profile(reader: Reader, items: list[tuple[str, str]], threads: int | None) -> list[str]:
+def question_batches(reader: Reader, items: list[tuple[str, str]]) -> list[dict[str, np.ndarray]]:
+    """Each question's windows as one padded batch, as `Reader.answer` runs them."""
     windower = reader._windower(None, DEFAULT_DOC_STRIDE)
     batches = []
     for q, c in items:
         windows = windower([q], [c])
         batches.append(pad_batch(windows, list(range(len(windows))), reader.pad_id, reader.token_types))
+    return batches
+
+
+def openvino_op_profile(reader: Reader, items: list[tuple[str, str]], threads: int | None) -> list[str]:
+    backend = reader.backend
+    compiled = backend.compile(
+        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_cores(), "PERF_COUNT": True}
+    )
+    request = compiled.create_infer_request()
+    feeds = [backend.feed(b) for b in question_batches(reader, items)]
+    for feed in feeds[:5]:
+        request.infer(feed)
+    per_op: dict[str, float] = defaultdict(float)
+    runs = 0.0
+    for feed in feeds:
+        started = time.perf_counter()
+        request.infer(feed)
+        runs += time.perf_counter() - started
+        for node in request.get_profiling_info():
+            per_op[f"{node.node_type} ({node.exec_type})"] += node.real_time.total_seconds()
+    n = len(feeds)
+    nodes = sum(per_op.values())
+    lines = ["| node type (kernel) | ms per question | share of model time |", "| --- | ---: | ---: |"]
+    for op, s in sorted(per_op.items(), key=lambda kv: -kv[1]):
+        if 1000 * s / n >= 0.005:
+            lines.append(f"| {op} | {1000 * s / n:.2f} | {100 * s / runs:.1f}% |")
+    # OpenVINO's node counters can add up to more than the wall time of the call: no "between nodes" row
+    lines.append(f"| sum of node times | {1000 * nodes / n:.2f} | {100 * nodes / runs:.1f}% |")
+    lines.append(f"| **infer** (wall time of the call) | **{1000 * runs / n:.2f}** | 100% |")
+    tokens = np.mean([f["input_ids"].size for f in feeds])
+    lines.append("")
+    lines.append(f"{n} questions, {tokens:.0f} tokens per question on average (all windows, padded)")
+    return lines
+
+
+def op_profile(reader: Reader, items: list[tuple[str, str]], threads: int | None) -> list[str]:
+    batches = question_batches(reader, items)
     with tempfile.TemporaryDirectory() as tmp:
         backend = OnnxBackend(reader.backend.file, reader.backend.name, threads)
         import onnxruntime as ort
@@ -137,7 +177,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--limit", type=int, default=200)
-    parser.add_argument("--backend", default="onnx-int8", choices=["onnx", "onnx-int8"])
+    parser.add_argument("--backend", default="onnx-int8", choices=["onnx", "onnx-int8", "openvino-int8"])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.data is None:
@@ -148,7 +188,8 @@ def main() -> None:
     print(f"\n- CPU: {cpu_model()}, {cpu_cores()} cores usable, threads {args.threads or cpu_cores()}\n")
     print("\n".join(stage_breakdown(reader, items)))
     print()
-    print("\n".join(op_profile(reader, items, args.threads)))
+    profile = openvino_op_profile if args.backend == "openvino-int8" else op_profile
+    print("\n".join(profile(reader, items, args.threads)))
 
 
 if __name__ == "__main__":

@@ -391,7 +391,7 @@ def test_tokenwise_int8_gives_each_token_its_own_scale(tmp_path: Path, weight_le
 def test_int8_has_an_fp32_fallback_made_on_first_use(model_dir: Path, int8_file: Path) -> None:
     int8 = Reader.load(model_dir, backend="onnx-int8").backend
     assert Reader.load(model_dir, backend="onnx").backend.fallback is None
-    assert int8._precise_backend is None  # nothing loaded until a question needs it
+    assert int8.fallback._made is None  # nothing loaded until a question needs it
     fp32 = int8.fallback()
     assert fp32.name == "onnx" and fp32.fallback is None and int8.fallback() is fp32
     x = _inputs(2, 17, 300, seed=4)

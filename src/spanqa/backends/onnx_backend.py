@@ -6,7 +6,6 @@ Loading never imports torch or transformers: the ONNX file comes from the model 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from spanqa.backends.base import INT8_BACKENDS
+from spanqa.backends.base import ONNX_INT8_BACKENDS, LazyBackend
 from spanqa.backends.export import ensure_cached_export
 from spanqa.backends.layernorm import UNFUSED_OPTIMIZERS
 from spanqa.backends.model_cache import (
@@ -28,13 +27,11 @@ from spanqa.backends.model_cache import (
 )
 from spanqa.errors import InputError, ModelError
 
-log = logging.getLogger(__name__)
-
 BENCH_FILE = "bench.json"  # what `spanqa bench --record` measured on this machine, in the export cache
 CARD_AUTO = "auto_backend"  # the model card's choice, from the official benchmark run
 DEFAULT_AUTO = "onnx"  # unmeasured: as fast as ONNX gets without any change to the answers
 # onnx-int8-alone is never auto's choice: it gives up agreement with fp32 for speed, a caller's call to make
-AUTO_CANDIDATES = ("torch", "onnx", "onnx-int8")
+AUTO_CANDIDATES = ("torch", "onnx", "onnx-int8", "openvino-int8")
 AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 points below fp32
 # ONNX Runtime's intra-op threads busy-wait between operators by default. On a machine whose cores are shared
 # (other processes, other services) a spinning thread holds a core another thread is waiting for: with them
@@ -51,6 +48,14 @@ def cpu_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def onnxruntime_installed() -> bool:
+    try:
+        _onnxruntime()
+    except ModelError:
+        return False
+    return True
 
 
 def _onnxruntime() -> Any:
@@ -95,15 +100,7 @@ class OnnxBackend:
         self._outputs = ["start_logits", "end_logits"]
         # int8: the fp32 backend that re-reads the questions int8 noise could flip
         # (reading.steps.FALLBACK_MARGIN), made on first use
-        self.fallback: Callable[[], Any] | None = self._fallback if precise is not None else None
-        self._precise, self._precise_backend = precise, None
-        self._precise_lock = threading.Lock()
-
-    def _fallback(self) -> Any:
-        with self._precise_lock:
-            if self._precise_backend is None:
-                self._precise_backend = self._precise()  # type: ignore[misc]
-            return self._precise_backend
+        self.fallback = LazyBackend(precise) if precise is not None else None
 
     def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         feed = {k: inputs[k] for k in self.input_names}
@@ -158,22 +155,8 @@ def _session(ort: Any, file: Path, threads: int) -> Any:
 
 
 def load_onnx_backend(name: str, model_dir: Path, threads: int | None = None) -> Any:
-    """The backend called `name` (onnx, onnx-int8, onnx-int8-alone or auto) for this model directory."""
-    if name == "auto":
-        name = auto_backend(model_dir)
-        log.info("backend auto: using %s", name)
-        if name == "torch":
-            from spanqa.backends.torch_backend import TorchBackend
-
-            return TorchBackend(model_dir, threads)
-        try:
-            _onnxruntime()
-        except ModelError:
-            log.warning("backend auto: onnxruntime is not installed; using torch")
-            from spanqa.backends.torch_backend import TorchBackend
-
-            return TorchBackend(model_dir, threads)
-    if name != "onnx" and name not in INT8_BACKENDS:
+    """The backend called `name` (onnx, onnx-int8 or onnx-int8-alone) for this model directory."""
+    if name != "onnx" and name not in ONNX_INT8_BACKENDS:
         raise ModelError(f"unknown ONNX backend {name!r}")
     _onnxruntime()  # a missing runtime is reported before any export work
     if name == "onnx":

@@ -12,7 +12,6 @@ needed, and puts the model's files in the object store once; each node copies th
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,8 +21,6 @@ from typing import Any
 from spanqa.backends.base import BACKENDS
 from spanqa.cluster.rows import ReadOptions, answer_rows, is_blank_line, record_schema
 from spanqa.errors import InputError, ModelError
-
-log = logging.getLogger(__name__)
 
 QUESTIONS_PER_TASK = 64  # rows per worker call: a few seconds of work, so retries and balancing stay cheap
 MODEL_FILES_DIR = "spanqa-ray-models"  # under each node's temporary directory, one folder per model
@@ -140,22 +137,17 @@ def resolve_backend(model: str | os.PathLike | None, backend: str) -> str:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
+    from spanqa.backends.load import resolve_auto
     from spanqa.backends.model_dir import resolve_model
-    from spanqa.backends.onnx_backend import auto_backend
 
-    chosen = auto_backend(resolve_model(model))
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        log.warning("backend auto: onnxruntime is not installed; using torch")
-        return "torch"
-    return chosen
+    # decided by the driver's CPU and packages: a cluster of unlike machines should name its backend
+    return resolve_auto(resolve_model(model))
 
 
 def model_files(model: str | os.PathLike | None, backend: str) -> dict[str, bytes]:
     """The files a worker needs to load `model` with `backend`: for ONNX, the exported graph (made here,
-    once, if the export cache lacks it; for onnx-int8 the fp32 one as well) with the tokenizer, config and
-    card, and no PyTorch weights."""
+    once, if the export cache lacks it; for onnx-int8 the fp32 one as well, for openvino-int8 the fp32 one
+    alone) with the tokenizer, config and card, and no PyTorch weights."""
     from spanqa.backends.model_cache import FP32_FILE, INT8_FILE, weight_files
     from spanqa.backends.model_dir import resolve_model
 
@@ -168,7 +160,8 @@ def model_files(model: str | os.PathLike | None, backend: str) -> dict[str, byte
 
     files = {p.name: p.read_bytes() for p in top_level if p not in weights and p.name != "export.json"}
     # int8 with its fp32 graph too: workers re-read borderline questions in fp32 as the local reader does
-    for int8 in {"onnx": (False,), "onnx-int8": (False, True)}.get(backend, (True,)):
+    graphs = {"onnx": (False,), "onnx-int8": (False, True), "openvino-int8": (False,)}
+    for int8 in graphs.get(backend, (True,)):
         graph = onnx_file(model_dir, int8=int8)
         if graph.with_name(graph.name + ".data").is_file():
             raise ModelError(f"{graph} keeps its weights in an external file; give the workers a shared path")

@@ -12,16 +12,17 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from spanqa.backends.base import INT8_BACKENDS
+from spanqa.backends.base import ONNX_INT8_BACKENDS
 from spanqa.errors import InputError, check_positive, check_text
 from spanqa.reading.bucketing import BATCH_SIZE
 
 log = logging.getLogger(__name__)
 
 JSON_COLUMN = "json"  # a row given as one JSON object in text (JSON Lines read line by line)
-# Backends whose logits for a window depend on the other windows of its forward pass: dynamic int8
-# quantization scales activations by the largest value in the whole batch (padding included).
-BATCH_DEPENDENT_BACKENDS = INT8_BACKENDS
+# Backends whose logits for a window depend on the other windows of its forward pass: ONNX Runtime's dynamic
+# int8 scales activations by the largest value in the whole batch (padding included). OpenVINO's int8 scales
+# each token on its own, so its answers do not depend on the batch.
+BATCH_DEPENDENT_BACKENDS = ONNX_INT8_BACKENDS
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from spanqa.backends.base import INT8_BACKENDS
+from spanqa.backends.base import INT8_BACKENDS, ONNX_INT8_BACKENDS
 from spanqa.errors import InputError
 from spanqa.reading.bucketing import BATCH_SIZE
 
@@ -35,8 +35,19 @@ CONFIGS = {  # name -> (backend, batched)
     # int8 without the fp32 re-read of borderline questions (reading.steps.FALLBACK_MARGIN)
     "onnx-int8-alone-single": ("onnx-int8-alone", False),
     "onnx-int8-alone-batched": ("onnx-int8-alone", True),
+    # OpenVINO's int8 (backends/openvino_backend.py)
+    "openvino-int8-single": ("openvino-int8", False),
+    "openvino-int8-batched": ("openvino-int8", True),
 }
-DEFAULT_CONFIGS = ("torch-single", "torch-batched", "onnx-batched", "onnx-int8-single", "onnx-int8-batched")
+DEFAULT_CONFIGS = (
+    "torch-single",
+    "torch-batched",
+    "onnx-batched",
+    "onnx-int8-single",
+    "onnx-int8-batched",
+    "openvino-int8-single",
+    "openvino-int8-batched",
+)
 BASELINE = "torch-single"
 WARMUP = 5  # questions answered before timing starts (first-call allocations, lazy initialisation)
 
@@ -85,7 +96,8 @@ def prepare_exports(model_dir: Path, configs: tuple[str, ...]) -> None:
     from spanqa.backends.onnx_backend import onnx_file
 
     # int8 first: its export writes the fp32 file too, from one load of the torch model
-    kinds = {CONFIGS[c][0] in INT8_BACKENDS for c in configs if CONFIGS[c][0] != "torch"}
+    # (openvino reads the fp32 file and makes its int8 weights in memory)
+    kinds = {CONFIGS[c][0] in ONNX_INT8_BACKENDS for c in configs if CONFIGS[c][0] != "torch"}
     for int8 in sorted(kinds, reverse=True):
         onnx_file(model_dir, int8=int8)
 
@@ -262,7 +274,8 @@ def format_table(rows: dict[str, dict[str, Any]], opts: BenchOptions, model_dir:
         f"- model: {model_dir}",
         f"- data: first {n} questions of {Path(opts.data).name}; batch size {opts.batch_size}",
         f"- python {platform.python_version()}, torch {_installed('torch')}, "
-        f"onnxruntime {_installed('onnxruntime')}, tokenizers {_installed('tokenizers')}",
+        f"onnxruntime {_installed('onnxruntime')}, openvino {_installed('openvino')}, "
+        f"tokenizers {_installed('tokenizers')}",
         "- one-at-a-time rows call `Reader.answer` per question (tokenize, window, forward, decode); batched "
         "rows call `Reader.answer_batch` on all questions. p50/p95: latency of single questions "
         "(one-at-a-time rows only). CPU ms: CPU time of all the process's threads per question (on a shared "
