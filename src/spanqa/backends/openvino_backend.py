@@ -166,14 +166,18 @@ class OpenVinoBackend:
                 self._streams = self.compile({"NUM_STREAMS": lanes, "INFERENCE_NUM_THREADS": lanes})
         parts = np.array_split(np.arange(rows), min(self.lanes, rows))
         requests = [self._take("lanes") for _ in parts]
+        started = []
         try:
             for request, part in zip(requests, parts):
                 request.start_async({k: np.ascontiguousarray(v[part]) for k, v in feed.items()})
-            done = []
-            for request in requests:
+                started.append(request)
+            for request in started:
                 request.wait()
-                done.append(_logits(request))
+            done = [_logits(request) for request in requests]
         finally:
+            for request in started:  # none goes back to the pool still running, even after an error
+                with contextlib.suppress(Exception):
+                    request.wait()
             for request in requests:
                 self._idle["lanes"].put(request)
         return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
