@@ -57,7 +57,8 @@ def test_int8_logits_stay_close_to_fp32_on_every_architecture(kind: str) -> None
 
 
 def test_a_window_gets_the_same_logits_alone_and_in_any_batch(tiny_bert_dir: Path) -> None:
-    """Activation scales are per token group: unlike per-tensor int8, a neighbour cannot change an answer."""
+    """Activation scales are per token group: unlike per-tensor int8, a neighbour moves the logits by float
+    rounding at most."""
     backend = load_backend("openvino-int8", tiny_bert_dir, threads=2)
     x = _inputs(5, 48, 100, seed=3)
     start, end = backend.run(x)  # 5 rows: two lanes of 3 and 2
@@ -146,6 +147,6 @@ def test_ray_workers_get_the_fp32_graph_and_read_in_batches(tiny_bert_dir: Path)
 
     files = model_files(tiny_bert_dir, "openvino-int8")
     assert FP32_FILE in files and INT8_FILE not in files and "model.safetensors" not in files
-    # its answers do not depend on the batch, unlike onnx-int8's (read one window at a time there)
+    # its answers depend on the batch only through float rounding; onnx-int8 reads one window at a time
     assert ReadOptions().for_backend("openvino-int8")["batch_size"] == BATCH_SIZE
     assert ReadOptions().for_backend("onnx-int8")["batch_size"] == 1

@@ -5,7 +5,7 @@ MiniLM-L6 in int8 (the feed-forward outputs included) with one activation scale 
 token, where ONNX Runtime's dynamic int8 has one scale per tensor. Finer scales agree with fp32 often enough
 that no question needs reading again in fp32 (98.2% of 1000 tuning questions, against ONNX Runtime int8's
 95.3% before its re-read), and the products run faster (docs/onnx.md, "OpenVINO"). A token's scales depend
-on that token alone, so an answer never depends on what else is in its batch.
+on that token alone, so an answer depends on what else is in its batch only through float rounding.
 
 It reads the same fp32 ONNX file as the onnx backend (the export cache) and makes its int8 weights in memory
 when it loads: nothing new is written to disk.

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 JSON_COLUMN = "json"  # a row given as one JSON object in text (JSON Lines read line by line)
 # Backends whose logits for a window depend on the other windows of its forward pass: ONNX Runtime's dynamic
 # int8 scales activations by the largest value in the whole batch (padding included). OpenVINO's int8 scales
-# each token on its own, so its answers do not depend on the batch.
+# each token on its own: its answers depend on the batch only through float rounding, as fp32's do.
 BATCH_DEPENDENT_BACKENDS = ONNX_INT8_BACKENDS
 
 
