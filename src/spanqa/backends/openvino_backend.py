@@ -24,8 +24,9 @@ import numpy as np
 
 from spanqa.errors import ModelError
 
-# Input channels sharing one activation scale. On 600 dev-rest-tune questions (never dev-half), answers equal
-# to fp32's: 64 -> 98.0%, 32 -> 97.8% (and 12% slower), 384 (one scale per token) -> 96.2%.
+# Input channels sharing one activation scale: the fastest size whose answers equal fp32's for >= 98% of 600
+# dev-rest-tune questions (never dev-half). benchmarks/openvino_groups.py: 32 -> 97.8% at 66.0 q/s,
+# 64 -> 98.0% at 82.6, 128 -> 97.3% at 89.4, 192 -> 96.7% at 89.2.
 GROUP_SIZE = 64
 # Windows are padded to a multiple of this many tokens. OpenVINO compiles kernels for each input shape it
 # meets (and keeps them): with every length its own shape, a stream of single questions paid that on most
