@@ -16,7 +16,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # onnx-int8 re-reads in fp32 the questions whose decision int8 noise could flip; onnx-int8-alone does not
 # (faster, fewer answers equal to fp32's: docs/onnx.md)
 ONNX_INT8_BACKENDS = ("onnx-int8", "onnx-int8-alone")
-# OpenVINO's int8 agrees with fp32 without a re-read (docs/onnx.md, "OpenVINO")
+# OpenVINO's int8 agrees with fp32 without a re-read (docs/openvino.md)
 OPENVINO_BACKENDS = ("openvino-int8",)
 INT8_BACKENDS = (*ONNX_INT8_BACKENDS, *OPENVINO_BACKENDS)
 BACKENDS = ("torch", "onnx", *INT8_BACKENDS, "auto")
