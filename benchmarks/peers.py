@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from spanqa.backends.base import cpu_cores, cpu_flags
 from spanqa.backends.model_cache import cache_root
 from spanqa.backends.model_dir import read_card, resolve_model
-from spanqa.backends.onnx_backend import cpu_cores
 from spanqa.evaluation.bench import (
     CONFIGS,
     BenchOptions,
@@ -186,11 +186,9 @@ def measure(
 
 
 def isa_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    flags = cpu_flags()
+    if not flags:
         return "unknown (no /proc/cpuinfo)"
-    flags = set(next((line for line in text.splitlines() if line.startswith("flags")), "").split())
     return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ISA_FLAGS)
 
 

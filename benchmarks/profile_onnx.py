@@ -111,19 +111,10 @@ def openvino_op_profile(reader: Reader, items: list[tuple[str, str]], threads: i
         runs += time.perf_counter() - started
         for node in request.get_profiling_info():
             per_op[f"{node.node_type} ({node.exec_type})"] += node.real_time.total_seconds()
-    n = len(feeds)
     nodes = sum(per_op.values())
-    lines = ["| node type (kernel) | ms per question | share of model time |", "| --- | ---: | ---: |"]
-    for op, s in sorted(per_op.items(), key=lambda kv: -kv[1]):
-        if 1000 * s / n >= 0.005:
-            lines.append(f"| {op} | {1000 * s / n:.2f} | {100 * s / runs:.1f}% |")
     # OpenVINO's node counters can add up to more than the wall time of the call: no "between nodes" row
-    lines.append(f"| sum of node times | {1000 * nodes / n:.2f} | {100 * nodes / runs:.1f}% |")
-    lines.append(f"| **infer** (wall time of the call) | **{1000 * runs / n:.2f}** | 100% |")
-    tokens = np.mean([f["input_ids"].size for f in feeds])
-    lines.append("")
-    lines.append(f"{n} questions, {tokens:.0f} tokens per question on average (all windows, padded)")
-    return lines
+    totals = [("sum of node times", nodes), ("**infer** (wall time of the call)", runs)]
+    return op_table("node type (kernel)", per_op, totals, feeds, "all windows, padded", floor_ms=0.005)
 
 
 def op_profile(reader: Reader, items: list[tuple[str, str]], threads: int | None) -> list[str]:
@@ -159,16 +150,29 @@ def op_profile(reader: Reader, items: list[tuple[str, str]], threads: int | None
         elif e.get("cat") == "Session" and e["name"] == "model_run":
             runs += e["dur"]
     nodes = sum(per_op.values())
-    n = len(batches)
-    lines = ["| operator | ms per question | share of model time |", "| --- | ---: | ---: |"]
-    for op, us in sorted(per_op.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {op} | {us / 1000 / n:.2f} | {100 * us / runs:.1f}% |")
-    between = runs - nodes
-    lines.append(f"| (between nodes) | {between / 1000 / n:.2f} | {100 * between / runs:.1f}% |")
-    lines.append(f"| **model_run** | **{runs / 1000 / n:.2f}** | 100% |")
+    seconds = {op: us / 1e6 for op, us in per_op.items()}  # the profiler counts microseconds
+    totals = [("(between nodes)", (runs - nodes) / 1e6), ("**model_run**", runs / 1e6)]
+    return op_table("operator", seconds, totals, batches, "all windows")
+
+
+def op_table(
+    kind: str,
+    seconds: dict[str, float],
+    totals: list[tuple[str, float]],
+    batches: list[dict[str, np.ndarray]],
+    what: str,
+    floor_ms: float = float("-inf"),
+) -> list[str]:
+    """Seconds per operator over all questions -> markdown rows per question, largest first; the last of
+    `totals` is the model's own time, the 100% every share is of. Rows under `floor_ms` are left out."""
+    n, whole = len(batches), totals[-1][1]
+    lines = [f"| {kind} | ms per question | share of model time |", "| --- | ---: | ---: |"]
+    for name, s in [*sorted(seconds.items(), key=lambda kv: -kv[1]), *totals[:-1]]:
+        if 1000 * s / n >= floor_ms:
+            lines.append(f"| {name} | {1000 * s / n:.2f} | {100 * s / whole:.1f}% |")
+    lines.append(f"| {totals[-1][0]} | **{1000 * whole / n:.2f}** | 100% |")
     tokens = np.mean([b["input_ids"].size for b in batches])
-    lines.append("")
-    lines.append(f"{n} questions, {tokens:.0f} tokens per question on average (all windows)")
+    lines += ["", f"{n} questions, {tokens:.0f} tokens per question on average ({what})"]
     return lines
 
 

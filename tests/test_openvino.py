@@ -17,7 +17,7 @@ from spanqa.backends.load import load_backend
 from spanqa.backends.model_cache import FP32_FILE
 from spanqa.backends.model_dir import update_card
 from spanqa.backends.onnx_backend import auto_backend
-from spanqa.backends.openvino_backend import GROUP_SIZE, OpenVinoBackend, has_measured_isa
+from spanqa.backends.openvino_backend import GROUP_SIZE, OpenVinoBackend, has_int8_dot_product
 from spanqa.cli.main import main
 from spanqa.errors import ModelError
 from tiny_models import KINDS, tiny_model_dir
@@ -90,10 +90,10 @@ def test_the_shipped_model_answers_real_text(default_model_dir: Path) -> None:
 
 
 def test_cpu_flags_decide_where_auto_may_use_openvino() -> None:
-    assert has_measured_isa("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_vnni\n")
-    assert has_measured_isa("flags\t\t: fpu avx2 avx_vnni\n")
-    assert not has_measured_isa("flags : fpu sse2 avx2 fma\n")
-    assert not has_measured_isa("model name : some arm core\n")
+    assert has_int8_dot_product("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert has_int8_dot_product("flags\t\t: fpu avx2 avx_vnni\n")
+    assert not has_int8_dot_product("flags : fpu sse2 avx2 fma\n")
+    assert not has_int8_dot_product("model name : some arm core\n")
     assert GROUP_SIZE == 64
 
 
@@ -104,9 +104,9 @@ def test_auto_uses_openvino_only_where_it_was_measured(
     shutil.copytree(tiny_bert_dir, copy)
     update_card(copy, auto_backend="openvino-int8")
     assert auto_backend(copy) == "openvino-int8"
-    monkeypatch.setattr(openvino_backend, "has_measured_isa", lambda: True)
+    monkeypatch.setattr(openvino_backend, "has_int8_dot_product", lambda: True)
     assert Reader.load(copy, backend="auto").backend.name == "openvino-int8"
-    monkeypatch.setattr(openvino_backend, "has_measured_isa", lambda: False)
+    monkeypatch.setattr(openvino_backend, "has_int8_dot_product", lambda: False)
     assert Reader.load(copy, backend="auto").backend.name == "onnx-int8"
 
 

@@ -6,6 +6,7 @@ evaluation and benchmarks never care which one is behind it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -29,6 +30,36 @@ class Backend(Protocol):
     def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Start and end logits, float32 arrays of shape (batch, length)."""
         ...
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's instruction-set flags, from /proc/cpuinfo or the given text (empty where there is none)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:  # not Linux
+            return set()
+    line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def lane_rows(rows: int, lanes: int) -> list[np.ndarray]:
+    """Which rows of a batch each lane reads: whole rows per one-thread run, no barrier per operator."""
+    return np.array_split(np.arange(rows), min(lanes, rows))
+
+
+def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The lanes' start and end logits, back in row order."""
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 class LazyBackend:

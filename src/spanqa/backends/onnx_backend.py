@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from spanqa.backends.base import ONNX_INT8_BACKENDS, LazyBackend
+from spanqa.backends.base import ONNX_INT8_BACKENDS, LazyBackend, cpu_cores, joined, lane_rows
 from spanqa.backends.export import ensure_cached_export
 from spanqa.backends.layernorm import UNFUSED_OPTIMIZERS
 from spanqa.backends.model_cache import (
@@ -40,14 +40,6 @@ AUTO_F1_MARGIN = 0.5  # auto never picks a configuration more than this many F1 
 # first, for a machine whose cores the reader has to itself: on an idle 2-core Xeon, 50 us took one int8
 # window from 12.7 to 11.2 ms; with two busy processes beside it, from 18.1 to 22.4 ms (docs/onnx.md).
 SPIN_ENV = "SPANQA_ONNX_SPIN_US"
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (a container's or taskset's limit, not the host's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def onnxruntime_installed() -> bool:
@@ -115,13 +107,13 @@ class OnnxBackend:
                 # intra_op_num_threads=1: a run computes on its caller's thread, so one session serves all
                 self._lane_session = _session(_onnxruntime(), self.file, 1)
                 self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="spanqa-onnx")
-        parts = np.array_split(np.arange(rows), min(self.lanes, rows))
+        parts = lane_rows(rows, self.lanes)
         runs = [
             self._pool.submit(self._lane_session.run, self._outputs, {k: v[p] for k, v in feed.items()})
             for p in parts
         ]  # ONNX Runtime releases the GIL while it computes
         done = [r.result() for r in runs]
-        return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+        return joined(done)
 
 
 def spin_microseconds() -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from spanqa.backends.base import cpu_cores, cpu_flags, joined, lane_rows
 from spanqa.errors import ModelError
 
 # Input channels sharing one activation scale: the fastest size whose answers equal fp32's for >= 98% of 600
@@ -54,22 +55,12 @@ def available() -> bool:
         _openvino()
     except ModelError:
         return False
-    return has_measured_isa()
+    return has_int8_dot_product()
 
 
-def has_measured_isa(cpuinfo: str | None = None) -> bool:
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:  # not Linux: unmeasured
-            return False
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return any(f in flags for f in INT8_DOT_FLAGS)
+def has_int8_dot_product(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU (or the /proc/cpuinfo text given) lists one of INT8_DOT_FLAGS."""
+    return bool(cpu_flags(cpuinfo) & set(INT8_DOT_FLAGS))
 
 
 def int8_weights(model: Any) -> int:
@@ -114,8 +105,6 @@ class OpenVinoBackend:
         lanes: int | None = None,
     ):
         ov = _openvino()
-        from spanqa.backends.onnx_backend import cpu_cores
-
         self.threads = threads or cpu_cores()
         self.lanes = self.threads if lanes is None else max(1, lanes)
         self.name = name
@@ -165,7 +154,7 @@ class OpenVinoBackend:
                 # one thread per stream: a lane computes its rows alone, without a barrier per operator
                 lanes = self.lanes
                 self._streams = self.compile({"NUM_STREAMS": lanes, "INFERENCE_NUM_THREADS": lanes})
-        parts = np.array_split(np.arange(rows), min(self.lanes, rows))
+        parts = lane_rows(rows, self.lanes)
         requests = [self._take("lanes") for _ in parts]
         started = []
         try:
@@ -181,7 +170,7 @@ class OpenVinoBackend:
                     request.wait()
             for request in requests:
                 self._idle["lanes"].put(request)
-        return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+        return joined(done)
 
     def _take(self, kind: str) -> Any:
         # a request holds its own buffers: a reader shared by threads takes one each, made on first need

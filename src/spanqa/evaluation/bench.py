@@ -249,7 +249,7 @@ def cpu_model() -> str:
 
 
 def format_table(rows: dict[str, dict[str, Any]], opts: BenchOptions, model_dir: Path, n: int) -> str:
-    from spanqa.backends.onnx_backend import cpu_cores
+    from spanqa.backends.base import cpu_cores
 
     base = rows.get(BASELINE)
     lines = [
