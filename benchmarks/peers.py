@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spanqa.backends.base import cpu_cores, cpu_flags
+from spanqa.backends.base import cpu_cores
 from spanqa.backends.model_cache import cache_root
 from spanqa.backends.model_dir import read_card, resolve_model
 from spanqa.evaluation.bench import (
@@ -57,7 +57,6 @@ NEEDS = {
     # haystack-ai 3.x dropped ExtractiveReader
     "haystack-reader": ("haystack.components.readers, accelerate", ["haystack-ai<3", "accelerate"]),
 }
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 BASE_PEER = "hf-pipeline"
 
 
@@ -185,13 +184,6 @@ def measure(
     return rows
 
 
-def isa_flags() -> str:
-    flags = cpu_flags()
-    if not flags:
-        return "unknown (no /proc/cpuinfo)"
-    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ISA_FLAGS)
-
-
 def table(title: str, rows: dict[str, dict[str, Any]], reference: str | None) -> list[str]:
     base = rows.get(BASE_PEER)
     ref = rows.get(reference) if reference else None
@@ -309,8 +301,7 @@ def main() -> None:
         "# spanqa against its peers",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- CPU: {cpu_model()}, {cpu_cores()} cores usable, {threads} thread(s) per configuration; "
-        f"ISA: {isa_flags()}",
+        f"- CPU: {cpu_model()}, {cpu_cores()} cores usable, {threads} thread(s) per configuration",
         f"- load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} (a shared machine: "
         f"medians of {args.rounds} interleaved rounds)",
         f"- data: {args.data.name}; spanqa batch size {batch}; peers one question at a time, "

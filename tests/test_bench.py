@@ -1,4 +1,4 @@
-"""What `spanqa bench --record` keeps for auto, the int8 backend without its fp32 re-read, spinning."""
+"""`spanqa bench --record` for auto, int8 without its fp32 re-read, spinning, the CPU line of timings."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from spanqa import InputError, Reader
 from spanqa.backends.model_dir import read_card
 from spanqa.backends.onnx_backend import bench_file
-from spanqa.evaluation.bench import record
+from spanqa.evaluation.bench import ISA_FLAGS, cpu_model, record
 
 
 def _row(config: str, backend: str, qps: float, f1: float) -> dict:
@@ -70,3 +70,14 @@ def test_spinning_is_opt_in_bounded_and_checked(
         monkeypatch.setenv("SPANQA_ONNX_SPIN_US", bad)
         with pytest.raises(InputError, match="SPANQA_ONNX_SPIN_US must be a whole number"):
             Reader.load(tiny_bert_dir, backend="onnx")
+
+
+def test_every_timing_names_the_cpu_and_its_instruction_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not Path("/proc/cpuinfo").is_file():
+        assert "ISA" not in cpu_model()  # no flags to report there
+        return
+    monkeypatch.setenv("SPANQA_HIDDEN_CPU_FLAGS", ",".join(ISA_FLAGS))  # as benchmarks/avx2_only.py does
+    assert cpu_model().endswith(f"(ISA: none; lacks: {' '.join(ISA_FLAGS)})")
+    monkeypatch.delenv("SPANQA_HIDDEN_CPU_FLAGS")
+    named = cpu_model().partition("(ISA: ")[2]
+    assert all(flag in named for flag in ISA_FLAGS)

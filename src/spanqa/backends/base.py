@@ -41,15 +41,21 @@ def cpu_cores() -> int:
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's instruction-set flags, from /proc/cpuinfo or the given text (empty where there is none)."""
+    """The CPU's instruction-set flags, from /proc/cpuinfo or the given text (empty where there is none).
+
+    Flags named in $SPANQA_HIDDEN_CPU_FLAGS (comma-separated) are left out of /proc/cpuinfo's: that is how
+    benchmarks/avx2_only.py, which hides them from CPUID too, makes this machine choose as an AVX2 CPU would.
+    """
+    hidden: set[str] = set()
     if cpuinfo is None:
+        hidden = set(filter(None, os.environ.get("SPANQA_HIDDEN_CPU_FLAGS", "").split(",")))
         try:
             with open("/proc/cpuinfo", encoding="utf-8") as f:
                 cpuinfo = f.read()
         except OSError:  # not Linux
             return set()
     line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+    return set(line.partition(":")[2].split()) - hidden
 
 
 def lane_rows(rows: int, lanes: int) -> list[np.ndarray]:

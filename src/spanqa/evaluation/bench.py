@@ -63,6 +63,10 @@ class BenchOptions:
     out: Path | None = None
 
 
+# The instruction sets int8 and bf16 speed depends on: cpu_model() names which of them the CPU has
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
 def parse_configs(text: str) -> tuple[str, ...]:
     names = tuple(CONFIGS) if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in CONFIGS]
@@ -239,13 +243,21 @@ def _score(rows: dict[str, dict[str, Any]], examples: list) -> None:
 
 
 def cpu_model() -> str:
+    """The CPU's name and which of ISA_FLAGS it has: every timing is printed beside them."""
+    from spanqa.backends.base import cpu_flags
+
+    name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return name
+    flags = cpu_flags()
+    has = " ".join(f for f in ISA_FLAGS if f in flags) or "none"
+    lacks = " ".join(f for f in ISA_FLAGS if f not in flags) or "none"
+    return f"{name} (ISA: {has}; lacks: {lacks})"
 
 
 def format_table(rows: dict[str, dict[str, Any]], opts: BenchOptions, model_dir: Path, n: int) -> str:
