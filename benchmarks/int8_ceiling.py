@@ -125,39 +125,51 @@ def tokens_per_question(limit: int) -> tuple[float, float]:
     return float(lengths.sum() / len(items)), float((lengths**2).sum() / len(items))
 
 
+def bound(
+    name: str,
+    shape: tuple[int, int, int],
+    tokens: float,
+    squares: float,
+    args: argparse.Namespace,
+    work: Path,
+) -> tuple[str, float, float, float]:
+    """Times `name`'s four product shapes (printing a row each) and returns its G multiply-adds per question
+    and the q/s at most on every core: at the shipped backends' kernels, and at the fastest way per shape."""
+    h, f, layers = shape
+    shipped, fastest, seen = 0.0, 0.0, []  # one core's seconds for one question's products
+    for k, n in ((h, 3 * h), (h, h), (h, f), (f, h)):
+        rates = [rate(args.tokens, k, n, way, args.rounds, work) for way in WAYS]
+        print(f"| {name} | {k} -> {n} | " + " | ".join(f"{r:.0f}" for r in rates) + " |", flush=True)
+        seen.append(rates)
+        shipped += layers * tokens * k * n / (max(rates[1], rates[3]) * 1e9)
+        fastest += layers * tokens * k * n / (max(rates) * 1e9)
+    attention = layers * 2 * squares * h  # query x key and weights x value, every head together
+    shipped += attention / (max(max(r[1], r[3]) for r in seen) * 1e9)
+    fastest += attention / (max(max(r) for r in seen) * 1e9)
+    macs = layers * tokens * (4 * h * h + 2 * h * f) + attention
+    return name, macs, cpu_cores() / shipped, cpu_cores() / fastest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=400, help="dev-half questions whose windows are counted")
     parser.add_argument("--tokens", type=int, default=768, help="M: tokens in one timed product (one lane's)")
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--hf", default=None, help="HF pipeline q/s here: MiniLM,BERT-base (peers.py)")
     args = parser.parse_args()
     hf = [float(x) for x in args.hf.split(",")] if args.hf else None
     tokens, squares = tokens_per_question(args.limit)
-    cores = cpu_cores()
     print("# The int8 ceiling of this CPU\n")
-    print(f"- CPU: {cpu_model()}, {cores} cores; one thread per timed product, M = {args.tokens} tokens;")
+    print(
+        f"- CPU: {cpu_model()}, {cpu_cores()} cores; one thread per timed product, M = {args.tokens} tokens;"
+    )
     print(
         f"  fastest of {args.rounds} runs; {tokens:.0f} tokens per question (first {args.limit}, dev-half)\n"
     )
     print("| model | product K -> N | " + " | ".join(f"{w} G MAC/s" for w in WAYS) + " |")
     print("| --- | --- | " + " | ".join("---:" for _ in WAYS) + " |")
-    bounds = []
-    work = Path(tempfile.mkdtemp(prefix="int8-ceiling-"))
-    for model, (h, f, layers) in MODELS.items():
-        # one core's seconds for one question's products: at the shipped kernels' rates, and the fastest
-        shipped, fastest, rates_seen = 0.0, 0.0, []
-        for k, n in ((h, 3 * h), (h, h), (h, f), (f, h)):
-            rates = [rate(args.tokens, k, n, way, args.rounds, work) for way in WAYS]
-            print(f"| {model} | {k} -> {n} | " + " | ".join(f"{r:.0f}" for r in rates) + " |", flush=True)
-            rates_seen.append(rates)
-            shipped += layers * tokens * k * n / (max(rates[1], rates[3]) * 1e9)
-            fastest += layers * tokens * k * n / (max(rates) * 1e9)
-        attention = layers * 2 * squares * h  # query x key and weights x value, every head together
-        shipped += attention / (max(max(r[1], r[3]) for r in rates_seen) * 1e9)
-        fastest += attention / (max(max(r) for r in rates_seen) * 1e9)
-        macs = layers * tokens * (4 * h * h + 2 * h * f) + attention
-        bounds.append((model, macs, cores / shipped, cores / fastest))
+    with tempfile.TemporaryDirectory(prefix="int8-ceiling-") as scratch:  # the one-product ONNX files
+        bounds = [bound(name, shape, tokens, squares, args, Path(scratch)) for name, shape in MODELS.items()]
     print("\nq/s at most: every product at the timed rate on every core, nothing else costing anything.\n")
     print("| model | G MAC per question | q/s at most, shipped int8 | vs HF | q/s at most, fastest | vs HF |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
