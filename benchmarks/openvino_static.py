@@ -31,32 +31,23 @@ from typing import Any
 
 import numpy as np
 
+from levers import tuning_windows  # a sibling script: benchmarks/ is on sys.path when run
 from spanqa.backends.load import load_backend
+from spanqa.backends.model_dir import resolve_model
 from spanqa.backends.onnx_backend import onnx_file
 from spanqa.backends.openvino_backend import OpenVinoBackend, int8_weights
 from spanqa.evaluation.bench import cpu_model, final_answer
 from spanqa.evaluation.squad import load_squad
 from spanqa.reading.reader import Reader
+from spanqa.reading.windows import pad_batch
 
 VARIANTS = ("static", "static-keep-qa", "static-keep-ffn-out", "static-keep-attention", "static-alpha0.5")
 
 
-def calibration_windows(reader: Reader, items: list[tuple[str, str]]) -> list[dict[str, np.ndarray]]:
-    """Each window the reader feeds its backend for `items`, one per calibration sample."""
-    backend = load_backend("openvino-int8", reader.model_dir)
-    windows: list[dict[str, np.ndarray]] = []
-    run = backend.run
-
-    def recording(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        feed = backend.feed(inputs)
-        rows = len(feed["attention_mask"])
-        windows.extend({k: v[i : i + 1] for k, v in feed.items()} for i in range(rows))
-        return run(inputs)
-
-    backend.run = recording  # type: ignore[method-assign]
-    reader.backend = backend
-    reader.answer_batch(items)
-    return windows
+def calibration_feeds(reader: Reader, windows: Any, backend: OpenVinoBackend) -> list[dict[str, np.ndarray]]:
+    """Each calibration window as its own feed, padded as openvino-int8 pads what it runs."""
+    one_each = (pad_batch(windows, [i], reader.pad_id, reader.token_types) for i in range(len(windows)))
+    return [backend.feed(batch) for batch in one_each]
 
 
 def products(model: Any, keep: str) -> list[str]:
@@ -129,16 +120,13 @@ def main() -> None:
     wanted = args.variants.split(",")
     if unknown := [v for v in wanted if v not in VARIANTS and not v.startswith("static-alpha")]:
         sys.exit(f"openvino_static: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    examples = load_squad(args.data)
-    items = [(e.question, e.context) for e in examples[: args.limit]]
-    calibration = [(e.question, e.context) for e in examples[-args.calibration_n :]]
-    reader = Reader.load(args.model, backend="onnx")
+    items = [(e.question, e.context) for e in load_squad(args.data)[: args.limit]]
+    reader, calibration = tuning_windows(resolve_model(args.model), args.data, args.calibration_n)
     fp32 = [final_answer(p) for p in reader.answer_batch(items)]
-    windows = calibration_windows(reader, calibration)
+    shipped = load_backend("openvino-int8", reader.model_dir)
+    windows = calibration_feeds(reader, calibration, shipped)
     fp32_graph = openvino.Core().read_model(str(onnx_file(reader.model_dir, int8=False)))
-    backends: dict[str, Any] = {
-        "openvino-int8 (shipped, dynamic)": load_backend("openvino-int8", reader.model_dir)
-    }
+    backends: dict[str, Any] = {"openvino-int8 (shipped, dynamic)": shipped}
     for variant in wanted:
         started = time.perf_counter()
         backends[variant] = static_backend(reader, quantized(fp32_graph, variant, windows))
